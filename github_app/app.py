@@ -1,0 +1,114 @@
+"""The web app: ``POST /webhooks`` and ``GET /healthz``.
+
+Ingress makes no GitHub API call: verify, parse, route, enqueue the intake job, answer.
+Serve with ``uvicorn --factory github_app.app:create_app`` or ``nightcrew serve``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from github_app import logs
+from github_app.queue import INTAKE_JOB, INTAKE_QUEUE, JobQueue, RQJobQueue
+from github_app.redis_conn import connect
+from github_app.routing import Command, Ignore, MalformedPayload, UnknownCommand, route
+from github_app.settings import Settings, load_settings
+from github_app.signatures import verify
+
+MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+DELIVERY_TTL_S = 3 * 24 * 3600  # GitHub redelivers up to three days back
+log = logs.get("nightcrew.ingress")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    connection: redis.Redis | None = None,
+    queue: JobQueue | None = None,
+) -> FastAPI:
+    """Build the web app; refuses to start without a webhook secret."""
+    settings = settings or load_settings()
+    secrets = settings.require_webhook_secrets()
+    connection = connection if connection is not None else connect(settings)
+    jobs = queue if queue is not None else RQJobQueue(connection)
+    app = FastAPI(title="nightcrew", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        try:
+            redis_ok = bool(connection.ping())
+        except redis.RedisError:
+            redis_ok = False
+        return {"ok": redis_ok, "redis": redis_ok}
+
+    @app.post("/webhooks")
+    async def webhooks(request: Request) -> JSONResponse:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _answer(413, "payload too large")
+        body = await _read_capped(request)
+        if body is None:
+            return _answer(413, "payload too large")
+        if not verify(secrets, body, request.headers.get("x-hub-signature-256")):
+            log.warning("webhook.bad_signature", delivery=request.headers.get("x-github-delivery"))
+            return _answer(401, "bad or missing X-Hub-Signature-256")
+        event = request.headers.get("x-github-event", "")
+        delivery = request.headers.get("x-github-delivery", "")
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _answer(400, "body is not JSON")
+        if not isinstance(payload, dict) or not event:
+            return _answer(400, "body must be a JSON object and X-GitHub-Event is required")
+        try:
+            decision = route(event, payload, trigger_label=settings.trigger_label)
+        except MalformedPayload as exc:
+            return _answer(400, f"malformed {event} payload: {exc}")
+        if isinstance(decision, Ignore):
+            log.info("webhook.ignored", event=event, delivery=delivery, reason=decision.reason)
+            return _answer(202, decision.reason, ignored=True)
+        if delivery and not _first_delivery(connection, delivery):
+            log.info("webhook.duplicate", event=event, delivery=delivery)
+            return _answer(200, "duplicate delivery", duplicate=True)
+        jobs.enqueue(INTAKE_JOB, _job_args(decision, delivery), queue=INTAKE_QUEUE, timeout_s=120)
+        log.info("webhook.enqueued", event=event, delivery=delivery, task=str(decision.task))
+        return _answer(202, "queued", task=str(decision.task))
+
+    return app
+
+
+async def _read_capped(request: Request) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _first_delivery(connection: redis.Redis, delivery: str) -> bool:
+    return bool(connection.set(f"nightcrew:delivery:{delivery}", 1, nx=True, ex=DELIVERY_TTL_S))
+
+
+def _job_args(decision: Command | UnknownCommand, delivery: str) -> dict[str, Any]:
+    """The intake job's argument: JSON-safe, never a client object."""
+    task = decision.task
+    common = {
+        "task": str(task), "actor": decision.actor, "installation_id": decision.installation_id,
+        "comment_id": decision.comment_id, "delivery": delivery,
+    }
+    if isinstance(decision, UnknownCommand):
+        return {**common, "kind": "unknown", "args": decision.verb, "is_pull_request": False}
+    return {**common, "kind": decision.kind, "args": decision.args,
+            "is_pull_request": decision.is_pull_request}
+
+
+def _answer(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"message": message, **extra}, status_code=status)

@@ -1,0 +1,64 @@
+"""The intake job: the checks that need GitHub, then the task is queued.
+
+Runs on the fast queue. Trust (the actor's permission), the 👀 reaction, the status comment
+("queued"), the ``nightcrew:queued`` label, then the task job keyed by the task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from github_app import logs, status
+from github_app.github import GitHost, GitHubApp
+from github_app.queue import TASK_JOB, TASK_QUEUE, JobQueue, RQJobQueue
+from github_app.redis_conn import connect
+from github_app.settings import Settings, load_settings
+from github_app.tasks import TaskKey
+
+WRITE_LEVELS = frozenset({"admin", "maintain", "write"})
+TASK_TIMEOUT_S = 3 * 3600
+log = logs.get("nightcrew.intake")
+
+
+def intake(args: dict[str, Any]) -> str:
+    """RQ entry point: wire adapters from settings, then ``handle``."""
+    settings = load_settings()
+    app_id, key = settings.require_app()
+    app = GitHubApp(app_id, key, settings.github_api_url)
+    task = TaskKey.parse(args["task"])
+    installation = args.get("installation_id") or app.installation_for(task.owner, task.repo)
+    return handle(args, app.host(int(installation)), RQJobQueue(connect(settings)), settings)
+
+
+def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, settings: Settings) -> str:
+    """Apply one routed command; returns what happened, for the job's result."""
+    task = TaskKey.parse(args["task"])
+    kind = args["kind"]
+    if kind != "start":
+        # Steering commands arrive with later issues; say so instead of silence.
+        host.create_comment(task, f"`/nightcrew {kind}` is not available yet in this version.")
+        return f"unsupported:{kind}"
+    permission = host.permission(task.owner, task.repo, args["actor"])
+    if permission not in WRITE_LEVELS:
+        host.create_comment(
+            task,
+            f"@{args['actor']} nightcrew only starts work for people with write access to "
+            f"this repository (yours: {permission}). Nothing was started.",
+        )
+        log.info("intake.refused", task=str(task), actor=args["actor"], permission=permission)
+        return "refused"
+    host.react(task, "eyes", args.get("comment_id"))
+    if queue.is_live(task.job_id):
+        log.info("intake.already_live", task=str(task))
+        return "already-running"
+    comment_id = host.create_comment(task, status.render(status.StatusView("queued", str(task))))
+    host.add_labels(task, [status.LABELS["queued"]])
+    job_args = {
+        "task": str(task), "installation_id": args.get("installation_id"),
+        "status_comment": comment_id, "actor": args["actor"],
+    }
+    queued = queue.enqueue(
+        TASK_JOB, job_args, queue=TASK_QUEUE, job_id=task.job_id, timeout_s=TASK_TIMEOUT_S
+    )
+    log.info("intake.queued", task=str(task), new=queued, status_comment=comment_id)
+    return "queued" if queued else "already-running"

@@ -1,0 +1,113 @@
+"""Process settings from the environment and a `.env` file.
+
+Every setting has the name an operator types; a missing or invalid one stops start-up with one
+line that names the variable (``SettingsError``), never a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """nightcrew's settings; field aliases are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    app_id: int | None = Field(default=None, validation_alias="NIGHTCREW_APP_ID")
+    private_key: SecretStr | None = Field(default=None, validation_alias="NIGHTCREW_PRIVATE_KEY")
+    private_key_path: Path | None = Field(
+        default=None, validation_alias="NIGHTCREW_PRIVATE_KEY_PATH"
+    )
+    # GitHub rotates secrets by letting several be valid at once: a comma-separated list.
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias="NIGHTCREW_WEBHOOK_SECRET"
+    )
+    github_api_url: str = Field(
+        default=DEFAULT_GITHUB_API_URL, validation_alias="NIGHTCREW_GITHUB_API_URL"
+    )
+    data_dir: Path = Field(default=Path(".nightcrew"), validation_alias="NIGHTCREW_DATA_DIR")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+    trigger_label: str = Field(default="nightcrew", validation_alias="NIGHTCREW_TRIGGER_LABEL")
+    planner_model: str = Field(default="claude-sonnet-4-5", validation_alias="NIGHTCREW_MODEL")
+    test_timeout_s: float = Field(default=600.0, validation_alias="NIGHTCREW_TEST_TIMEOUT")
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    def app_private_key(self) -> str:
+        """The App's PEM private key, from the variable or the file it names."""
+        if self.private_key is not None:
+            return self.private_key.get_secret_value().replace("\\n", "\n")
+        if self.private_key_path is not None:
+            try:
+                return self.private_key_path.read_text()
+            except OSError as exc:
+                raise SettingsError(
+                    f"NIGHTCREW_PRIVATE_KEY_PATH: cannot read {self.private_key_path}: "
+                    f"{exc.strerror}"
+                ) from None
+        raise SettingsError("NIGHTCREW_PRIVATE_KEY or NIGHTCREW_PRIVATE_KEY_PATH is required")
+
+    def require_webhook_secrets(self) -> list[str]:
+        """The webhook secrets; the web app refuses to start without one."""
+        secrets = [s.get_secret_value() for s in self.webhook_secrets]
+        if not secrets:
+            raise SettingsError(
+                "NIGHTCREW_WEBHOOK_SECRET is required: the web app will not accept unsigned webhooks"
+            )
+        return secrets
+
+    def require_app(self) -> tuple[int, str]:
+        """App id and private key, needed by anything that talks to GitHub as the App."""
+        if self.app_id is None:
+            raise SettingsError("NIGHTCREW_APP_ID is required to talk to GitHub as the App")
+        return self.app_id, self.app_private_key()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; turn validation errors into one line naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        raise SettingsError(f"{_env_name(name)}: {first['msg']}") from None
+
+
+def _env_name(field_or_alias: str) -> str:
+    field = Settings.model_fields.get(field_or_alias)
+    if field is not None and isinstance(field.validation_alias, str):
+        return field.validation_alias
+    return field_or_alias

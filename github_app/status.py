@@ -1,0 +1,80 @@
+"""The status comment: one per task, rendered from plain data, edited in place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+MARKER = "<!-- nightcrew:status -->"
+State = Literal["queued", "running", "pr_opened", "done", "failed", "no_change"]
+LABELS: dict[State, str] = {
+    "queued": "nightcrew:queued",
+    "running": "nightcrew:running",
+    "pr_opened": "nightcrew:done",
+    "done": "nightcrew:done",
+    "no_change": "nightcrew:failed",
+    "failed": "nightcrew:failed",
+}
+ALL_STATE_LABELS = tuple(sorted(set(LABELS.values())))
+_HEADLINES: dict[State, str] = {
+    "queued": "⏳ **queued**",
+    "running": "🛠️ **working**",
+    "pr_opened": "✅ **pull request opened**",
+    "done": "✅ **done**",
+    "no_change": "⚠️ **stopped without a change**",
+    "failed": "❌ **failed**",
+}
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    text: str
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """Everything the status comment shows, as plain values."""
+
+    state: State
+    task: str
+    detail: str = ""
+    plan: tuple[PlanStep, ...] = ()
+    step: int = 0
+    max_steps: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    budget_usd: float | None = None
+    tests_before: str | None = None
+    tests_after: str | None = None
+    pr_url: str | None = None
+    commits: tuple[str, ...] = field(default_factory=tuple)
+    queue_position: int | None = None
+
+
+def render(view: StatusView) -> str:
+    """The markdown body of the status comment."""
+    lines = [MARKER, f"### nightcrew · {_HEADLINES[view.state]}", ""]
+    if view.state == "queued" and view.queue_position is not None:
+        lines.append(f"Queued · position {view.queue_position}.")
+    if view.detail:
+        lines.append(view.detail)
+    if view.plan:
+        lines += ["", "**Plan**"]
+        lines += [f"- [{'x' if s.done else ' '}] {s.text}" for s in view.plan]
+    lines += ["", _progress_line(view)]
+    if view.tests_before or view.tests_after:
+        lines.append(f"Tests: before {view.tests_before or '—'} · after {view.tests_after or '—'}")
+    if view.commits:
+        lines.append("Commits: " + ", ".join(f"`{sha[:7]}`" for sha in view.commits))
+    if view.pr_url:
+        lines.append(f"Pull request: {view.pr_url}")
+    lines += ["", "<sub>Commands: `/nightcrew status` · `/nightcrew cancel` · "
+              "`/nightcrew retry`</sub>"]
+    return "\n".join(lines)
+
+
+def _progress_line(view: StatusView) -> str:
+    step = f"step {view.step}/~{view.max_steps}" if view.max_steps else f"step {view.step}"
+    budget = f" of ${view.budget_usd:.2f}" if view.budget_usd is not None else ""
+    return f"{step} · {view.tokens:,} tokens · ${view.cost_usd:.4f}{budget}"

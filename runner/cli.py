@@ -1,0 +1,103 @@
+"""The ``nightcrew`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from github_app import logs
+from github_app.settings import SettingsError, load_settings
+
+app = typer.Typer(
+    name="nightcrew", no_args_is_help=True, add_completion=False,
+    help="A self-hosted GitHub App that turns labeled issues into tested pull requests.",
+)
+
+
+def main() -> None:
+    """Console-script entry point: settings errors end in one clear line, exit 2."""
+    try:
+        app()
+    except SettingsError as exc:
+        typer.echo(f"nightcrew: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+) -> None:
+    """Run the web app: POST /webhooks, GET /healthz."""
+    import uvicorn
+
+    from github_app.app import create_app
+
+    logs.configure(json=True)
+    web = create_app(load_settings())  # fails fast, before binding, on a missing secret
+    uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
+def worker(
+    burst: Annotated[bool, typer.Option(help="Exit when the queues are empty.")] = False,
+) -> None:
+    """Run a worker on the nightcrew queues (intake first, then tasks)."""
+    from runner.worker import run_worker
+
+    logs.configure(json=True)
+    settings = load_settings()
+    settings.require_app()
+    run_worker(settings, burst=burst)
+
+
+@app.command()
+def devhub(
+    port: Annotated[int, typer.Option(help="Port to bind (0 = any free port).")] = 0,
+    webhook_url: Annotated[str | None, typer.Option(help="Where to deliver webhooks.")] = None,
+    root: Annotated[Path, typer.Option(help="Directory for the stand-in's repositories.")] = Path(
+        ".nightcrew/devhub"
+    ),
+) -> None:
+    """Run the local GitHub stand-in alone and print its URL and App credentials."""
+    from runner.demo import start_devhub
+
+    logs.configure(json=False, level=logging.WARNING)
+    settings = load_settings()
+    secrets = [s.get_secret_value() for s in settings.webhook_secrets] or ["devhub-secret"]
+    hub, key_path = start_devhub(root.resolve(), port=port, webhook_secret=secrets[0],
+                                 webhook_url=webhook_url)
+    typer.echo(f"devhub listening on {hub.url}")
+    typer.echo(f"  NIGHTCREW_GITHUB_API_URL={hub.url}")
+    typer.echo(f"  NIGHTCREW_APP_ID={hub.app_id}")
+    typer.echo(f"  NIGHTCREW_PRIVATE_KEY_PATH={key_path}")
+    typer.echo(f"  NIGHTCREW_WEBHOOK_SECRET={secrets[0]}")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hub.stop()
+
+
+@app.command()
+def demo(
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    keep: Annotated[bool, typer.Option(help="Keep the demo's data directory.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the PR.")] = 180.0,
+) -> None:
+    """Run the whole path locally: labeled issue → webhook → worker → tested PR."""
+    from runner.demo import run_demo
+
+    logs.configure(json=True, level=logging.WARNING)
+    result = run_demo(json_output=json_output, keep=keep, timeout=timeout)
+    raise typer.Exit(0 if result.get("ok") else 1)
+
+
+if __name__ == "__main__":
+    main()

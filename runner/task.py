@@ -1,0 +1,207 @@
+"""One task, start to finish: workspace → tests before → agent → tests after → push → PR.
+
+Collaborators come in as seams (``GitHost``, ``ModelClient``, a sandbox factory), so the same
+pipeline runs in the worker, the demo and the tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from github_app import logs, status
+from github_app.github import GitHost, Issue
+from github_app.status import StatusView
+from github_app.tasks import TaskKey
+from runner.agent import Agent, StepEvent
+from runner.model import ModelClient
+from runner.prompt import task_prompt
+from runner.sandbox import Sandbox
+from runner.testrun import TestReport, detect_test_command, run_tests
+from runner.tools import Toolbox
+from runner.workspace import Workspace
+
+log = logs.get("nightcrew.task")
+SandboxFactory = Callable[[Path], Sandbox]
+STATUS_MIN_INTERVAL_S = 3.0  # GitHub's secondary rate limits dislike rapid edits
+
+
+class TaskFailed(Exception):
+    """The task cannot go on; the message is shown on the issue."""
+
+
+@dataclass
+class TaskOutcome:
+    task: str
+    state: status.State
+    branch: str
+    status_comment: int
+    pr_number: int | None = None
+    pr_url: str | None = None
+    tests_before: TestReport | None = None
+    tests_after: TestReport | None = None
+    tokens: int = 0
+    cost_usd: float = 0.0
+    steps: int = 0
+    commits: list[str] = field(default_factory=list)
+    summary: str = ""
+
+
+class StatusReporter:
+    """Keeps the one status comment current: throttled, but every state change is written."""
+
+    def __init__(self, host: GitHost, task: TaskKey, comment_id: int | None) -> None:
+        self.host = host
+        self.task = task
+        self.view = StatusView("running", str(task))
+        self.comment_id = comment_id if comment_id else host.create_comment(
+            task, status.render(self.view)
+        )
+        self._last_write = 0.0
+
+    def update(self, *, force: bool = False, **changes: object) -> None:
+        """Change the view; write it when forced, on a state change, or after the interval."""
+        previous = self.view
+        self.view = replace(self.view, **changes)
+        due = time.monotonic() - self._last_write >= STATUS_MIN_INTERVAL_S
+        if force or due or previous.state != self.view.state:
+            self.host.update_comment(self.task, self.comment_id, status.render(self.view))
+            self._last_write = time.monotonic()
+
+    def set_state_label(self, state: status.State) -> None:
+        """Swap the ``nightcrew:*`` state label."""
+        wanted = status.LABELS[state]
+        for label in status.ALL_STATE_LABELS:
+            if label != wanted:
+                self.host.remove_label(self.task, label)
+        self.host.add_labels(self.task, [wanted])
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    data_dir: Path
+    max_steps: int = 30
+    test_timeout_s: float = 600.0
+
+
+def run(
+    task: TaskKey, *, host: GitHost, model: ModelClient, sandbox_for: SandboxFactory,
+    config: TaskConfig, status_comment: int | None = None,
+) -> TaskOutcome:
+    """Run one task; report on the issue whatever happens."""
+    reporter = StatusReporter(host, task, status_comment)
+    reporter.set_state_label("running")
+    reporter.update(force=True, state="running", detail="Checking out the repository…")
+    outcome = TaskOutcome(str(task), "running", task.branch, reporter.comment_id)
+    try:
+        _run(task, host, model, sandbox_for, config, reporter, outcome)
+    except TaskFailed as exc:
+        _finish(reporter, outcome, "failed", str(exc))
+    except Exception as exc:
+        _finish(reporter, outcome, "failed", f"nightcrew hit an internal error ({type(exc).__name__}).")
+        raise
+    return outcome
+
+
+def _run(
+    task: TaskKey, host: GitHost, model: ModelClient, sandbox_for: SandboxFactory,
+    config: TaskConfig, reporter: StatusReporter, outcome: TaskOutcome,
+) -> None:
+    issue = host.issue(task)
+    repo = host.repository(task.owner, task.repo)
+    token = host.token()
+    workspace = Workspace.checkout(
+        clone_url=repo.clone_url, token=token, root=config.data_dir / "workspaces",
+        name=task.job_id, branch=task.branch, base_branch=repo.default_branch,
+    )
+    try:
+        sandbox = sandbox_for(workspace.path)
+        command = detect_test_command(workspace.path)
+        if command is None:
+            raise TaskFailed("No test command found for this repository; nightcrew opens PRs "
+                             "only when tests pass.")
+        before = run_tests(sandbox, command, timeout=config.test_timeout_s)
+        outcome.tests_before = before
+        reporter.update(force=True, detail="Working on the fix…", tests_before=_counts(before))
+        summary = _agent(issue, workspace, sandbox, command, model, config, reporter, outcome)
+        after = run_tests(sandbox, command, timeout=config.test_timeout_s)
+        outcome.tests_after = after
+        reporter.update(tests_after=_counts(after))
+        _publish(task, host, repo.default_branch, workspace, token, issue, summary, reporter, outcome)
+    finally:
+        workspace.cleanup()
+
+
+def _agent(
+    issue: Issue, workspace: Workspace, sandbox: Sandbox, command: list[str],
+    model: ModelClient, config: TaskConfig, reporter: StatusReporter, outcome: TaskOutcome,
+) -> str:
+    tools = Toolbox(workspace.path, sandbox, command, test_timeout=config.test_timeout_s)
+
+    def on_step(event: StepEvent) -> None:
+        outcome.steps, outcome.tokens, outcome.cost_usd = (
+            event.step, event.usage.total_tokens, event.cost_usd
+        )
+        reporter.update(step=event.step, max_steps=event.max_steps, tokens=outcome.tokens,
+                        cost_usd=event.cost_usd, detail=f"Last action: `{event.action}`")
+
+    files = tools.files()
+    result = Agent(model, tools, max_steps=config.max_steps, on_step=on_step).run(
+        task_prompt(issue, outcome.tests_before, files)
+    )
+    if not result.finished:
+        raise TaskFailed(f"The agent stopped: {result.stop_reason}.")
+    return result.summary
+
+
+def _publish(
+    task: TaskKey, host: GitHost, base: str, workspace: Workspace, token: str, issue: Issue,
+    summary: str, reporter: StatusReporter, outcome: TaskOutcome,
+) -> None:
+    after = outcome.tests_after
+    assert after is not None
+    if not workspace.changed_files():
+        _finish(reporter, outcome, "no_change", "The agent finished without changing any file.")
+        return
+    if not after.green:
+        raise TaskFailed(f"Tests fail after the change ({_counts(after)}); no pull request opened.")
+    sha = workspace.commit_all(f"Fix #{task.number}: {issue.title}\n\n{summary}")
+    if sha:
+        outcome.commits.append(sha)
+    workspace.push(token)
+    pull = host.find_pull(task.owner, task.repo, task.branch) or host.create_pull(
+        task.owner, task.repo, head=task.branch, base=base,
+        title=f"Fix #{task.number}: {issue.title}", body=_pr_body(task, summary, outcome),
+    )
+    outcome.pr_number, outcome.pr_url, outcome.summary = pull.number, pull.html_url, summary
+    reporter.update(commits=tuple(outcome.commits), pr_url=pull.html_url)
+    _finish(reporter, outcome, "pr_opened", summary)
+
+
+def _finish(reporter: StatusReporter, outcome: TaskOutcome, state: status.State, detail: str) -> None:
+    outcome.state = state
+    reporter.set_state_label(state)
+    reporter.update(force=True, state=state, detail=detail)
+    log.info("task.finished", task=outcome.task, state=state, tokens=outcome.tokens,
+             cost_usd=round(outcome.cost_usd, 6), pr=outcome.pr_number)
+
+
+def _counts(report: TestReport) -> str:
+    return f"{report.passed} passed, {report.failed} failed"
+
+
+def _pr_body(task: TaskKey, summary: str, outcome: TaskOutcome) -> str:
+    before, after = outcome.tests_before, outcome.tests_after
+    lines = [
+        f"Fixes #{task.number}", "", summary, "",
+        "| tests | passed | failed |", "|---|---|---|",
+    ]
+    if before is not None:
+        lines.append(f"| before | {before.passed} | {before.failed} |")
+    if after is not None:
+        lines.append(f"| after | {after.passed} | {after.failed} |")
+    lines += ["", f"{outcome.steps} steps · {outcome.tokens:,} tokens · ${outcome.cost_usd:.4f}",
+              "", "<sub>Opened by nightcrew.</sub>"]
+    return "\n".join(lines)

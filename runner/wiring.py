@@ -1,0 +1,65 @@
+"""Wiring for the worker: settings → adapters. The only place the runner picks implementations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from github_app.github import GitHost, GitHubApp
+from github_app.settings import Settings, SettingsError, load_settings
+from github_app.tasks import TaskKey
+from runner.model import ModelClient
+from runner.model.anthropic import AnthropicModel
+from runner.sandbox import Sandbox, SandboxPolicy
+from runner.sandbox.bwrap import BwrapSandbox
+from runner.task import TaskOutcome
+
+
+@dataclass
+class Dependencies:
+    settings: Settings
+    policy: SandboxPolicy = field(default_factory=SandboxPolicy)
+
+    def app(self) -> GitHubApp:
+        app_id, key = self.settings.require_app()
+        return GitHubApp(app_id, key, self.settings.github_api_url)
+
+    def host_for(self, task: TaskKey, installation_id: int | None) -> GitHost:
+        """The GitHub client for the installation that covers the task's repository."""
+        app = self.app()
+        installation = installation_id or app.installation_for(task.owner, task.repo)
+        return app.host(int(installation))
+
+    def model(self) -> ModelClient:
+        """The Anthropic adapter (ANTHROPIC_BASE_URL may point it at a local stand-in)."""
+        key = self.settings.anthropic_api_key
+        if key is None:
+            raise SettingsError("ANTHROPIC_API_KEY is required to run tasks")
+        return AnthropicModel(self.settings.planner_model, api_key=key.get_secret_value())
+
+    def sandbox_for(self, workspace: Path) -> Sandbox:
+        return BwrapSandbox(workspace, self.policy)
+
+
+def from_settings() -> Dependencies:
+    return Dependencies(load_settings())
+
+
+def task_key(text: str) -> TaskKey:
+    return TaskKey.parse(text)
+
+
+def outcome_json(outcome: TaskOutcome) -> dict[str, Any]:
+    """The job's result: plain JSON, readable by `rq info` and the demo."""
+    def counts(report: Any) -> dict[str, int] | None:
+        return None if report is None else {"passed": report.passed, "failed": report.failed}
+
+    return {
+        "task": outcome.task, "state": outcome.state, "branch": outcome.branch,
+        "status_comment": outcome.status_comment, "pr": outcome.pr_number,
+        "pr_url": outcome.pr_url, "tests_before": counts(outcome.tests_before),
+        "tests_after": counts(outcome.tests_after), "tokens": outcome.tokens,
+        "cost_usd": round(outcome.cost_usd, 6), "steps": outcome.steps,
+        "commits": outcome.commits,
+    }
