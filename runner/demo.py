@@ -14,7 +14,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
@@ -85,8 +85,17 @@ def start_devhub(
     return hub, key_path
 
 
-def run_demo(*, json_output: bool, keep: bool = False, timeout: float = 180.0) -> dict[str, Any]:
-    """Run the demo; print progress to stderr and the result to stdout."""
+Inspector = Callable[[DevHub, dict[str, Any]], None]
+
+
+def run_demo(
+    *, json_output: bool, keep: bool = False, timeout: float = 180.0,
+    inspect: Inspector | None = None,
+) -> dict[str, Any]:
+    """Run the demo; print progress to stderr and the result to stdout.
+
+    ``inspect`` sees the stand-in and the result before anything is torn down (tests use it).
+    """
     console = Console(stderr=True)
     out = Console()
     started = time.monotonic()
@@ -94,7 +103,7 @@ def run_demo(*, json_output: bool, keep: bool = False, timeout: float = 180.0) -
     with _terminate_as_interrupt(), ExitStack() as stack:
         if not keep:
             stack.callback(shutil.rmtree, data_dir, ignore_errors=True)
-        result = _run(stack, data_dir, console, timeout)
+        result = _run(stack, data_dir, console, timeout, inspect)
     result["seconds"] = round(time.monotonic() - started, 2)
     if json_output:
         out.print_json(json.dumps(result))
@@ -103,7 +112,10 @@ def run_demo(*, json_output: bool, keep: bool = False, timeout: float = 180.0) -
     return result
 
 
-def _run(stack: ExitStack, data_dir: Path, console: Console, timeout: float) -> dict[str, Any]:
+def _run(
+    stack: ExitStack, data_dir: Path, console: Console, timeout: float,
+    inspect: Inspector | None,
+) -> dict[str, Any]:
     secret = secrets.token_hex(16)
     with console.status("starting embedded Redis…"):
         redis = EmbeddedRedis(data_dir / "redis")
@@ -131,7 +143,10 @@ def _run(stack: ExitStack, data_dir: Path, console: Console, timeout: float) -> 
     console.log(f"issue #{number} opened in {OWNER}/{REPO}; labeling it `nightcrew`")
     hub.add_label(OWNER, REPO, number, "nightcrew")
     issue = _watch(hub, number, [web, worker], console, timeout)
-    return _result(hub, issue, redis_url, TaskKey(OWNER, REPO, number))
+    result = _result(hub, issue, redis_url, TaskKey(OWNER, REPO, number))
+    if inspect is not None:
+        inspect(hub, result)
+    return result
 
 
 def _child_env(
@@ -178,10 +193,8 @@ def _watch(
 
 
 def _status_comment(issue: dict[str, Any]) -> dict[str, Any] | None:
-    for comment in issue["comments"]:
-        if MARKER in comment["body"]:
-            return comment
-    return None
+    comments: list[dict[str, Any]] = issue["comments"]
+    return next((c for c in comments if MARKER in c["body"]), None)
 
 
 def _progress(body: str) -> str:
@@ -200,7 +213,8 @@ def _result(hub: DevHub, issue: dict[str, Any], redis_url: str, task: TaskKey) -
     deadline = time.monotonic() + 15  # the label lands just before the job records its result
     while time.monotonic() < deadline and not outcome:
         job = Job.fetch(task.job_id, connection=connection)
-        outcome = job.return_value() or {}
+        value = job.return_value()
+        outcome = value if isinstance(value, dict) else {}
         time.sleep(0.1)
     comment = _status_comment(issue)
     pulls = [p for p in hub.pulls(OWNER, REPO) if p["head"] == task.branch]

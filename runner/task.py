@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from github_app import logs, status
 from github_app.github import GitHost, Issue
@@ -61,7 +62,7 @@ class StatusReporter:
         )
         self._last_write = 0.0
 
-    def update(self, *, force: bool = False, **changes: object) -> None:
+    def update(self, *, force: bool = False, **changes: Any) -> None:
         """Change the view; write it when forced, on a state change, or after the interval."""
         previous = self.view
         self.view = replace(self.view, **changes)

@@ -58,7 +58,14 @@ class ModelReply:
 
 
 class ModelError(Exception):
-    """The model could not answer usefully (bad request, exhausted retries, nonsense)."""
+    """The model could not answer usefully (bad request, exhausted retries, nonsense).
+
+    ``retryable`` says whether the same request may succeed later (rate limits, overload).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ModelClient(Protocol):
