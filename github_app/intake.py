@@ -12,6 +12,7 @@ from github_app import logs, status
 from github_app.github import GitHost, GitHubApp
 from github_app.queue import TASK_JOB, TASK_QUEUE, JobQueue, RQJobQueue
 from github_app.redis_conn import connect
+from github_app.routing import COMMANDS
 from github_app.settings import Settings, load_settings
 from github_app.tasks import TaskKey
 
@@ -34,6 +35,9 @@ def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, settings: Setti
     """Apply one routed command; returns what happened, for the job's result."""
     task = TaskKey.parse(args["task"])
     kind = args["kind"]
+    if kind in ("unknown", "help"):
+        host.create_comment(task, _help_text(args["args"] if kind == "unknown" else None))
+        return kind
     if kind != "start":
         # Steering commands arrive with later issues; say so instead of silence.
         host.create_comment(task, f"`/nightcrew {kind}` is not available yet in this version.")
@@ -62,3 +66,10 @@ def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, settings: Setti
     )
     log.info("intake.queued", task=str(task), new=queued, status_comment=comment_id)
     return "queued" if queued else "already-running"
+
+
+def _help_text(unknown_verb: str | None) -> str:
+    """The reply to `/nightcrew help` or to a command nightcrew does not know."""
+    verbs = ", ".join(f"`{verb}`" for verb in ("fix", *COMMANDS[1:]))
+    lead = f"I don't know `/nightcrew {unknown_verb}`. " if unknown_verb else ""
+    return f"{lead}Commands: {verbs} — e.g. `/nightcrew fix keep the change small`."

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -40,6 +40,7 @@ class EmbeddedRedis:
     """A redis-server process bound to a unix socket in ``directory``."""
 
     directory: Path
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def socket_path(self) -> Path:
@@ -86,6 +87,7 @@ class EmbeddedRedis:
                     f"{self.directory / 'redis.log'}"
                 )
             if self.is_running():
+                self._proc = proc
                 return self.url
             time.sleep(0.02)
         proc.kill()
@@ -93,6 +95,15 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         """Stop the server started for this directory, if any."""
+        if self._proc is not None:  # ours: terminate and reap, no zombie left to poll
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+            self._proc = None
+            return
         try:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
