@@ -1,0 +1,141 @@
+"""Ingress on GitHub's real webhook payloads, against a real Redis and RQ."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from rq import Queue
+
+from github_app.app import MAX_BODY_BYTES, create_app
+from github_app.devhub.webhook_schemas import webhook_example
+from github_app.queue import INTAKE_JOB, INTAKE_QUEUE
+from github_app.settings import Settings, SettingsError
+from github_app.signatures import sign
+
+SECRET = "test-secret-not-real"
+
+
+@pytest.fixture
+def client(connection: redis.Redis, tmp_path: Path) -> TestClient:
+    settings = Settings(webhook_secrets=[SECRET], data_dir=tmp_path)
+    return TestClient(create_app(settings, connection=connection))
+
+
+def deliver(client: TestClient, event: str, payload: dict[str, Any] | bytes, *,
+            secret: str | None = SECRET, delivery: str | None = None) -> Any:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+               "Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Hub-Signature-256"] = sign(secret, body)
+    return client.post("/webhooks", content=body, headers=headers)
+
+
+def labeled_payload(label: str = "nightcrew") -> dict[str, Any]:
+    payload = webhook_example("issues", "labeled")
+    payload["label"]["name"] = label
+    payload["sender"]["type"] = "User"
+    payload["installation"] = {"id": 42, "node_id": "x"}
+    return payload
+
+
+def intake_jobs(connection: redis.Redis) -> list[Any]:
+    return Queue(INTAKE_QUEUE, connection=connection).get_jobs()
+
+
+def test_real_labeled_payload_is_verified_and_enqueued(client: TestClient, connection: redis.Redis) -> None:
+    payload = labeled_payload()
+    response = deliver(client, "issues", payload)
+    assert response.status_code == 202, response.text
+    [job] = intake_jobs(connection)
+    assert job.func_name == INTAKE_JOB
+    [args] = job.args
+    repo = payload["repository"]["full_name"]
+    assert args["task"] == f"{repo}#{payload['issue']['number']}"
+    assert args["kind"] == "start" and args["installation_id"] == 42
+    assert args["actor"] == payload["sender"]["login"]
+    json.dumps(args)  # job arguments stay JSON-safe
+
+
+def test_real_comment_payload_with_slash_command(client: TestClient, connection: redis.Redis) -> None:
+    payload = webhook_example("issue_comment", "created")
+    payload["comment"]["body"] = "Could you take this?\n/nightcrew fix keep it small"
+    payload["sender"]["type"] = "User"
+    assert deliver(client, "issue_comment", payload).status_code == 202
+    [job] = intake_jobs(connection)
+    assert job.args[0]["args"] == "keep it small"
+    assert job.args[0]["comment_id"] == payload["comment"]["id"]
+
+
+@pytest.mark.parametrize("secret", [None, "wrong-secret"])
+def test_unsigned_or_wrongly_signed_is_401_and_enqueues_nothing(
+    client: TestClient, connection: redis.Redis, secret: str | None
+) -> None:
+    assert deliver(client, "issues", labeled_payload(), secret=secret).status_code == 401
+    assert intake_jobs(connection) == []
+
+
+def test_tampered_body_is_401(client: TestClient, connection: redis.Redis) -> None:
+    body = json.dumps(labeled_payload()).encode()
+    headers = {"X-GitHub-Event": "issues", "X-Hub-Signature-256": sign(SECRET, body)}
+    response = client.post("/webhooks", content=body.replace(b"nightcrew", b"nightcrex"), headers=headers)
+    assert response.status_code == 401 and intake_jobs(connection) == []
+
+
+def test_redelivery_is_acknowledged_once(client: TestClient, connection: redis.Redis) -> None:
+    delivery = str(uuid.uuid4())
+    first = deliver(client, "issues", labeled_payload(), delivery=delivery)
+    second = deliver(client, "issues", labeled_payload(), delivery=delivery)
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert second.json()["duplicate"] is True
+    assert len(intake_jobs(connection)) == 1
+    assert connection.ttl(f"nightcrew:delivery:{delivery}") >= 24 * 3600
+
+
+def test_malformed_json_is_400(client: TestClient, connection: redis.Redis) -> None:
+    assert deliver(client, "issues", b"{not json").status_code == 400
+    assert deliver(client, "issues", b"[1, 2]").status_code == 400
+    assert intake_jobs(connection) == []
+
+
+def test_payload_missing_its_repository_is_400(client: TestClient, connection: redis.Redis) -> None:
+    payload = labeled_payload()
+    del payload["repository"]
+    response = deliver(client, "issues", payload)
+    assert response.status_code == 400 and "malformed issues payload" in response.json()["message"]
+
+
+def test_unhandled_events_are_202_with_reason(client: TestClient, connection: redis.Redis) -> None:
+    for event, action in (("push", None), ("issues", "opened"), ("ping", None)):
+        response = deliver(client, event, webhook_example(event, action))
+        assert response.status_code == 202 and response.json()["ignored"] is True
+    assert intake_jobs(connection) == []
+
+
+def test_bot_comments_never_enqueue(client: TestClient, connection: redis.Redis) -> None:
+    payload = webhook_example("issue_comment", "created")
+    payload["comment"]["body"] = "/nightcrew fix"
+    payload["sender"].update(login="nightcrew[bot]", type="Bot")
+    assert deliver(client, "issue_comment", payload).json()["ignored"] is True
+    assert intake_jobs(connection) == []
+
+
+def test_oversized_body_is_413(client: TestClient, connection: redis.Redis) -> None:
+    body = b" " * (MAX_BODY_BYTES + 1)
+    assert deliver(client, "issues", body).status_code == 413
+    assert intake_jobs(connection) == []
+
+
+def test_healthz_reports_redis(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"ok": True, "redis": True}
+
+
+def test_app_refuses_to_start_without_a_webhook_secret(connection: redis.Redis, tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="NIGHTCREW_WEBHOOK_SECRET"):
+        create_app(Settings(data_dir=tmp_path), connection=connection)
