@@ -62,7 +62,8 @@ def render(view: StatusView) -> str:
     if view.plan:
         lines += ["", "**Plan**"]
         lines += [f"- [{'x' if s.done else ' '}] {s.text}" for s in view.plan]
-    lines += ["", _progress_line(view)]
+    if view.state != "queued":
+        lines += ["", _progress_line(view)]
     if view.tests_before or view.tests_after:
         lines.append(f"Tests: before {view.tests_before or '—'} · after {view.tests_after or '—'}")
     if view.commits:

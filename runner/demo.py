@@ -23,11 +23,18 @@ from typing import Any
 from rich.console import Console
 
 from github_app.devhub import DevHub
-from github_app.redis_conn import EmbeddedRedis
+from github_app.redis_conn import EmbeddedRedis, RedisUnavailable
 from github_app.status import MARKER
 from github_app.tasks import TaskKey
-from runner.model.scripted import FakeMessagesServer, ScriptStep
-from runner.procs import ManagedProcess, free_port, nightcrew_command, wait_http_ok
+from runner.model.fake_server import FakeMessagesServer
+from runner.model.script import ScriptStep
+from runner.procs import (
+    ManagedProcess,
+    ProcessFailed,
+    free_port,
+    nightcrew_command,
+    wait_http_ok,
+)
 
 OWNER, REPO = "demo-org", "calculator"
 APP_ID = 4242
@@ -103,10 +110,16 @@ def run_demo(
     with _terminate_as_interrupt(), ExitStack() as stack:
         if not keep:
             stack.callback(shutil.rmtree, data_dir, ignore_errors=True)
-        result = _run(stack, data_dir, console, timeout, inspect)
+        try:
+            result = _run(stack, data_dir, console, timeout, inspect)
+        except (ProcessFailed, TimeoutError, RedisUnavailable) as exc:
+            console.print(f"[red]demo failed:[/red] {exc}")
+            result = {"ok": False, "error": str(exc).splitlines()[0]}
     result["seconds"] = round(time.monotonic() - started, 2)
     if json_output:
-        out.print_json(json.dumps(result))
+        print(json.dumps(result), flush=True)
+    elif "error" in result:
+        out.print(f"no PR: {result['error']}")
     else:
         _print_summary(out, result, data_dir if keep else None)
     return result
@@ -189,7 +202,9 @@ def _watch(
             if {"nightcrew:done", "nightcrew:failed"} & set(issue["labels"]):
                 return issue
             time.sleep(0.2)
-    raise TimeoutError(f"the task did not finish within {timeout}s; see the worker log")
+    raise TimeoutError(
+        f"the task did not finish within {timeout}s; worker log:\n{procs[-1].tail()}"
+    )
 
 
 def _status_comment(issue: dict[str, Any]) -> dict[str, Any] | None:

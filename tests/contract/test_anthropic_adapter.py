@@ -17,16 +17,16 @@ import pytest
 
 from runner.model import Message, ModelClient, ModelError, ModelReply, Usage
 from runner.model.anthropic import AnthropicModel, ModelAPIError
+from runner.model.fake_server import FakeMessagesServer
 from runner.model.prices import cost_usd
-from runner.model.scripted import (
-    FakeMessagesServer,
+from runner.model.script import (
     ScriptedCall,
-    ScriptedModel,
     ScriptStep,
     dump_script,
     estimate_input,
     load_script,
 )
+from runner.model.scripted import ScriptedModel
 
 MODEL = "claude-sonnet-4-6"
 KEY = "sk-ant-test-0123456789abcdef"

@@ -10,7 +10,8 @@ import pytest
 
 from runner.agent import Agent, StepEvent
 from runner.model import ToolCall
-from runner.model.scripted import ScriptedModel, ScriptStep
+from runner.model.script import ScriptStep
+from runner.model.scripted import ScriptedModel
 from runner.sandbox import ExecResult
 from runner.tools import Toolbox
 
