@@ -70,13 +70,20 @@ def create_app(
         except MalformedPayload as exc:
             return _answer(400, f"malformed {event} payload: {exc}")
         if isinstance(decision, Ignore):
-            log.info("webhook.ignored", event=event, delivery=delivery, reason=decision.reason)
+            log.info("webhook.ignored", github_event=event, delivery=delivery, reason=decision.reason)
             return _answer(202, decision.reason, ignored=True)
         if delivery and not _first_delivery(connection, delivery):
-            log.info("webhook.duplicate", event=event, delivery=delivery)
+            log.info("webhook.duplicate", github_event=event, delivery=delivery)
             return _answer(200, "duplicate delivery", duplicate=True)
-        jobs.enqueue(INTAKE_JOB, _job_args(decision, delivery), queue=INTAKE_QUEUE, timeout_s=120)
-        log.info("webhook.enqueued", event=event, delivery=delivery, task=str(decision.task))
+        try:
+            jobs.enqueue(INTAKE_JOB, _job_args(decision, delivery), queue=INTAKE_QUEUE,
+                         timeout_s=120)
+        except redis.RedisError:
+            # Forget the delivery id so GitHub's redelivery is not mistaken for a duplicate.
+            connection.delete(f"nightcrew:delivery:{delivery}")
+            log.error("webhook.enqueue_failed", github_event=event, delivery=delivery)
+            return _answer(503, "queue unavailable; redeliver later")
+        log.info("webhook.enqueued", github_event=event, delivery=delivery, task=str(decision.task))
         return _answer(202, "queued", task=str(decision.task))
 
     return app

@@ -13,7 +13,12 @@ from typing import Literal, Protocol
 
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
 from githubkit.cache import MemCacheStrategy
-from githubkit.exception import GitHubException, RateLimitExceeded, RequestFailed, RequestError
+from githubkit.exception import (
+    GitHubException,
+    RateLimitExceeded,
+    RequestError,
+    RequestFailed,
+)
 from githubkit.retry import RetryOption
 
 from github_app.tasks import TaskKey

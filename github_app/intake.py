@@ -34,7 +34,7 @@ def intake(args: dict[str, Any]) -> str:
 def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, settings: Settings) -> str:
     """Apply one routed command; returns what happened, for the job's result."""
     task = TaskKey.parse(args["task"])
-    kind = args["kind"]
+    kind = str(args["kind"])
     if kind in ("unknown", "help"):
         host.create_comment(task, _help_text(args["args"] if kind == "unknown" else None))
         return kind

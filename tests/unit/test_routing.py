@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from github_app.routing import Command, Ignore, MalformedPayload, UnknownCommand, parse_slash_command, route
+from github_app.routing import (
+    Command,
+    Ignore,
+    MalformedPayload,
+    UnknownCommand,
+    parse_slash_command,
+    route,
+)
 from github_app.tasks import TaskKey
 
 

@@ -1,0 +1,45 @@
+"""Shared fixtures: the local GitHub stand-in (`devhub`) and the App key it trusts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from github_app.devhub import DevHub
+
+DEVHUB_APP_ID = 4242
+DEVHUB_WEBHOOK_SECRET = "devhub-test-secret-not-real"
+
+
+@pytest.fixture(scope="session")
+def app_keypair() -> tuple[str, str]:
+    """(private PEM, public PEM) of the test App; RSA keygen is slow, so once per session."""
+    return DevHub.generate_app_keypair()
+
+
+@pytest.fixture
+def app_private_key(app_keypair: tuple[str, str]) -> str:
+    """The App's private key, for `AppAuthStrategy(DEVHUB_APP_ID, app_private_key)`."""
+    return app_keypair[0]
+
+
+@pytest.fixture
+def devhub(tmp_path: Path, app_keypair: tuple[str, str]) -> Iterator[DevHub]:
+    """A running stand-in; the test fails if anything sent to it (or by it) broke GitHub's contract.
+
+    Its App id is `hub.app_id` (DEVHUB_APP_ID), its webhook secret `hub.webhook_secret`; set
+    `hub.webhook_url` to receive webhooks. A test that provokes violations on purpose must
+    clear `hub.violations` before it ends.
+    """
+    hub = DevHub(tmp_path / "devhub", app_id=DEVHUB_APP_ID, app_public_key_pem=app_keypair[1],
+                 webhook_secret=DEVHUB_WEBHOOK_SECRET)
+    hub.start()
+    try:
+        yield hub
+        hub.wait_deliveries(timeout=10)
+    finally:
+        hub.stop()
+    if hub.violations:
+        pytest.fail("GitHub contract violations:\n  " + "\n  ".join(hub.violations), pytrace=False)
