@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,8 +41,8 @@ def main() -> None:
         for name, (bare_argv, sandboxed_argv) in cases.items():
             bare, boxed = [], []
             for _ in range(args.runs):
-                bare.append(timed(lambda: subprocess.run(bare_argv, check=True)))
-                boxed.append(timed(lambda: sandbox.run(sandboxed_argv)))
+                bare.append(timed(partial(subprocess.run, bare_argv, check=True)))
+                boxed.append(timed(partial(sandbox.run, sandboxed_argv)))
             b, s = statistics.median(bare) * 1000, statistics.median(boxed) * 1000
             print(f"{name:16s} bare {b:7.2f} ms · sandboxed {s:7.2f} ms · "
                   f"ratio {s / b:5.2f}× · overhead {s - b:+.2f} ms (median of {args.runs})")

@@ -55,7 +55,7 @@ class ScriptedModel:
         return ModelReply(
             model=self.model,
             text=step.text,
-            tool_calls=[ToolCall(i, c.name, dict(c.input)) for i, c in zip(ids, step.tool_calls)],
+            tool_calls=[ToolCall(i, c.name, dict(c.input)) for i, c in zip(ids, step.tool_calls, strict=False)],
             usage=usage,
             stop_reason=step.resolved_stop_reason,
             cost_usd=cost_usd(self.model, usage),

@@ -106,11 +106,11 @@ class _BoundedText:
 class BwrapSandbox:
     """Runs commands under bubblewrap with the task's workspace at /workspace, nothing else writable."""
 
-    def __init__(self, workspace: Path, policy: SandboxPolicy = SandboxPolicy()) -> None:
+    def __init__(self, workspace: Path, policy: SandboxPolicy | None = None) -> None:
         self.workspace = Path(workspace).resolve()
         if not self.workspace.is_dir():
             raise ValueError(f"workspace is not a directory: {self.workspace}")
-        self.policy = policy
+        self.policy = policy or SandboxPolicy()
         self._bwrap = find_bwrap()
         self._prlimit = shutil.which("prlimit") or shutil.which("prlimit", path="/usr/bin:/bin")
 

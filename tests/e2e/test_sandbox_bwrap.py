@@ -88,9 +88,9 @@ def test_worker_secrets_stay_out(sandbox: MakeSandbox, monkeypatch: pytest.Monke
 
 def test_only_workspace_and_tmp_are_writable(sandbox: MakeSandbox, workspace: Path) -> None:
     script = (
-        "for p in /usr/evil /etc/evil /evil {venv}/evil; do touch $p 2>/dev/null && echo WROTE $p; done;"
+        f"for p in /usr/evil /etc/evil /evil {sys.prefix}/evil; do touch $p 2>/dev/null && echo WROTE $p; done;"
         "echo kept > /workspace/kept.txt; echo gone > /tmp/gone.txt; touch $HOME/ok && echo HOME_OK"
-    ).format(venv=sys.prefix)
+    )
     first = sandbox().run(["sh", "-c", script])
     second = sandbox().run(["sh", "-c", "test -e /tmp/gone.txt && echo STILL_THERE; true"])
 

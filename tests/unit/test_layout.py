@@ -13,8 +13,6 @@ ADAPTERS = {
     "github_app/queue.py": {"rq"},
     "github_app/redis_conn.py": {"subprocess"},
     "github_app/devhub/git_http.py": {"subprocess"},
-    "github_app/devhub/state.py": {"subprocess"},
-    "github_app/devhub/server.py": {"subprocess"},
     "runner/model/anthropic.py": {"anthropic"},
     "runner/sandbox/bwrap.py": {"subprocess"},
     "runner/workspace.py": {"subprocess"},
