@@ -1,7 +1,8 @@
 """The intake job: the checks that need GitHub, then the task is queued.
 
 Runs on the fast queue. Trust (the actor's permission), the 👀 reaction, the status comment
-("queued"), the ``nightcrew:queued`` label, then the task job keyed by the task.
+("queued"), the ``nightcrew:queued`` label, then the task goes to the fair scheduler, which
+hands it to RQ (job id = task key) when a slot is free.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from github_app import logs, status
+from github_app.dispatch import advance, scheduler_for
 from github_app.github import GitHost, GitHubApp
-from github_app.queue import TASK_JOB, TASK_QUEUE, JobQueue, RQJobQueue
+from github_app.queue import JobQueue, RQJobQueue
 from github_app.redis_conn import connect
 from github_app.routing import COMMANDS
-from github_app.settings import Settings, load_settings
+from github_app.scheduler import TaskScheduler
+from github_app.settings import load_settings
 from github_app.tasks import TaskKey
 
 WRITE_LEVELS = frozenset({"admin", "maintain", "write"})
-TASK_TIMEOUT_S = 3 * 3600
 log = logs.get("nightcrew.intake")
 
 
@@ -28,10 +30,12 @@ def intake(args: dict[str, Any]) -> str:
     app = GitHubApp(app_id, key, settings.github_api_url)
     task = TaskKey.parse(args["task"])
     installation = args.get("installation_id") or app.installation_for(task.owner, task.repo)
-    return handle(args, app.host(int(installation)), RQJobQueue(connect(settings)), settings)
+    queue = RQJobQueue(connect(settings))
+    return handle({**args, "installation_id": int(installation)}, app.host(int(installation)),
+                  queue, scheduler_for(settings, queue))
 
 
-def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, settings: Settings) -> str:
+def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, scheduler: TaskScheduler) -> str:
     """Apply one routed command; returns what happened, for the job's result."""
     task = TaskKey.parse(args["task"])
     kind = str(args["kind"])
@@ -52,20 +56,19 @@ def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, settings: Setti
         log.info("intake.refused", task=str(task), actor=args["actor"], permission=permission)
         return "refused"
     host.react(task, "eyes", args.get("comment_id"))
-    if queue.is_live(task.job_id):
-        log.info("intake.already_live", task=str(task))
-        return "already-running"
+    if scheduler.state(task) or queue.is_live(task.job_id):
+        log.info("intake.already_queued", task=str(task))
+        return "already-queued"
     comment_id = host.create_comment(task, status.render(status.StatusView("queued", str(task))))
     host.add_labels(task, [status.LABELS["queued"]])
     job_args = {
-        "task": str(task), "installation_id": args.get("installation_id"),
+        "task": str(task), "installation_id": args["installation_id"],
         "status_comment": comment_id, "actor": args["actor"],
     }
-    queued = queue.enqueue(
-        TASK_JOB, job_args, queue=TASK_QUEUE, job_id=task.job_id, timeout_s=TASK_TIMEOUT_S
-    )
-    log.info("intake.queued", task=str(task), new=queued, status_comment=comment_id)
-    return "queued" if queued else "already-running"
+    submitted = scheduler.submit(task, int(args["installation_id"]), job_args)
+    advance(scheduler, queue)
+    log.info("intake.queued", task=str(task), new=submitted.new, status_comment=comment_id)
+    return "queued"
 
 
 def _help_text(unknown_verb: str | None) -> str:

@@ -5,11 +5,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 import redis
-from rq import Queue
+from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -18,6 +17,7 @@ TASK_QUEUE = "nightcrew-tasks"
 QUEUES: tuple[str, ...] = (INTAKE_QUEUE, TASK_QUEUE)  # worker order = priority
 INTAKE_JOB = "github_app.intake.intake"
 TASK_JOB = "runner.jobs.run_task"
+POSITIONS_JOB = "github_app.dispatch.refresh_positions"
 _LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
@@ -34,7 +34,7 @@ class RQJobQueue:
     """RQ on a real Redis. A job id that is still live is not enqueued twice."""
 
     def __init__(self, connection: redis.Redis) -> None:
-        self._connection = connection
+        self.connection = connection
 
     def enqueue(
         self, func: str, *args: Any, queue: str, job_id: str | None = None,
@@ -45,7 +45,7 @@ class RQJobQueue:
         # failure. So: skip while the previous run is live, overwrite once it has ended.
         if job_id is not None and self.is_live(job_id):
             return False
-        Queue(queue, connection=self._connection).enqueue(
+        Queue(queue, connection=self.connection).enqueue(
             func, *args, job_id=job_id, job_timeout=timeout_s, result_ttl=3600,
             failure_ttl=7 * 24 * 3600,
         )
@@ -54,10 +54,11 @@ class RQJobQueue:
     def is_live(self, job_id: str) -> bool:
         """True while a job with this id is queued, running, scheduled or deferred."""
         try:
-            job = Job.fetch(job_id, connection=self._connection)
+            job = Job.fetch(job_id, connection=self.connection)
         except NoSuchJobError:
             return False
         return job.get_status(refresh=False) in _LIVE
 
-    def queue_names(self) -> Sequence[str]:
-        return QUEUES
+    def worker_count(self, queue: str) -> int:
+        """Workers registered on a queue, fleet-wide (dead ones drop out with their TTL)."""
+        return int(Worker.count(connection=self.connection, queue=Queue(queue, connection=self.connection)))

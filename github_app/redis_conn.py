@@ -72,7 +72,9 @@ class EmbeddedRedis:
         argv = [
             redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket_path),
             "--unixsocketperm", "700", "--dir", str(self.directory), "--save", "",
-            "--appendonly", "no", "--pidfile", str(self.pidfile), "--daemonize", "no",
+            # An append-only file, so a restart keeps queued tasks (the tracker is still the
+            # source of truth; this saves a reconcile pass).
+            "--appendonly", "yes", "--appendfsync", "everysec", "--pidfile", str(self.pidfile), "--daemonize", "no",
             "--logfile", str(self.directory / "redis.log"),
         ]
         # Its own session: a Ctrl-C in the terminal that started it must not take it down

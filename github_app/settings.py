@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     trigger_label: str = Field(default="nightcrew", validation_alias="NIGHTCREW_TRIGGER_LABEL")
     planner_model: str = Field(default="claude-sonnet-4-5", validation_alias="NIGHTCREW_MODEL")
+    cap_per_installation: int = Field(
+        default=3, ge=1, validation_alias="NIGHTCREW_CAP_PER_INSTALLATION"
+    )
+    # Fleet-wide running tasks; unset = one per live worker on the task queue.
+    max_running: int | None = Field(default=None, ge=1, validation_alias="NIGHTCREW_MAX_RUNNING")
     test_timeout_s: float = Field(default=600.0, validation_alias="NIGHTCREW_TEST_TIMEOUT")
 
     @field_validator("webhook_secrets", mode="before")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from github_app.dispatch import advance
 from runner import wiring
 from runner.task import TaskConfig, run
 
@@ -12,11 +13,17 @@ def run_task(args: dict[str, Any]) -> dict[str, Any]:
     """Work on one task (``args["task"]`` = ``owner/repo#N``) and return its outcome."""
     deps = wiring.from_settings()
     task = wiring.task_key(args["task"])
-    host = deps.host_for(task, args.get("installation_id"))
-    outcome = run(
-        task, host=host, model=deps.model(), sandbox_for=deps.sandbox_for,
-        config=TaskConfig(data_dir=deps.settings.data_dir.resolve(),
-                          test_timeout_s=deps.settings.test_timeout_s),
-        status_comment=args.get("status_comment"),
-    )
+    try:
+        host = deps.host_for(task, args.get("installation_id"))
+        outcome = run(
+            task, host=host, model=deps.model(), sandbox_for=deps.sandbox_for,
+            config=TaskConfig(data_dir=deps.settings.data_dir.resolve(),
+                              test_timeout_s=deps.settings.test_timeout_s),
+            status_comment=args.get("status_comment"),
+        )
+    finally:
+        # The slot goes back to the fleet however the run ended; the next task starts.
+        scheduler, queue = deps.scheduler()
+        scheduler.finish(task)
+        advance(scheduler, queue)
     return wiring.outcome_json(outcome)

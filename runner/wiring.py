@@ -6,7 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from github_app.dispatch import scheduler_for
 from github_app.github import GitHost, GitHubApp
+from github_app.queue import RQJobQueue
+from github_app.redis_conn import connect
+from github_app.scheduler import TaskScheduler
 from github_app.settings import Settings, SettingsError, load_settings
 from github_app.tasks import TaskKey
 from runner.model import ModelClient
@@ -37,6 +41,11 @@ class Dependencies:
         if key is None:
             raise SettingsError("ANTHROPIC_API_KEY is required to run tasks")
         return AnthropicModel(self.settings.planner_model, api_key=key.get_secret_value())
+
+    def scheduler(self) -> tuple[TaskScheduler, RQJobQueue]:
+        """The fleet's scheduler and the queue it dispatches to."""
+        queue = RQJobQueue(connect(self.settings))
+        return scheduler_for(self.settings, queue), queue
 
     def sandbox_for(self, workspace: Path) -> Sandbox:
         return BwrapSandbox(workspace, self.policy)

@@ -17,6 +17,7 @@ class FakeHost:
         self.labels: set[str] = set()
         self.reactions: list[tuple[str, int | None]] = []
         self.calls: list[str] = []
+        self.files: dict[str, str] = {}
 
     def token(self) -> str:
         return "ghs_fake"
@@ -55,6 +56,9 @@ class FakeHost:
     def create_pull(self, owner: str, repo: str, *, head: str, base: str, title: str, body: str,
                     draft: bool = False) -> PullRequest:
         return PullRequest(1, "http://pr/1", head, "open")
+
+    def read_file(self, owner: str, repo: str, path: str, ref: str | None = None) -> str | None:
+        return self.files.get(path)
 
 
 class FakeQueue:

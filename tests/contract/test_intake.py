@@ -1,0 +1,88 @@
+"""Intake: trust check, reaction, status comment, label, then the fair scheduler (real Redis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from github_app.intake import handle
+from github_app.queue import POSITIONS_JOB, TASK_JOB, TASK_QUEUE
+from github_app.scheduler import Caps, TaskScheduler
+from github_app.status import MARKER
+from github_app.tasks import TaskKey
+from tests.unit.fakes import FakeHost, FakeQueue
+
+TASK = TaskKey.parse("octo/hello#3")
+
+
+def args(**overrides: Any) -> dict[str, Any]:
+    base = {"task": str(TASK), "kind": "start", "actor": "alice", "installation_id": 9,
+            "comment_id": None, "args": "", "delivery": "d1", "is_pull_request": False}
+    return {**base, **overrides}
+
+
+@pytest.fixture
+def scheduler(connection: redis.Redis) -> TaskScheduler:
+    return TaskScheduler(connection, Caps(slots=1))
+
+
+def task_jobs(queue: FakeQueue) -> list[tuple[str, tuple[Any, ...], str, str | None]]:
+    return [job for job in queue.jobs if job[0] == TASK_JOB]
+
+
+def test_writer_gets_a_queued_task_dispatched_to_rq(scheduler: TaskScheduler) -> None:
+    host, queue = FakeHost("write"), FakeQueue()
+    assert handle(args(), host, queue, scheduler) == "queued"
+    [(func, (job_args,), queue_name, job_id)] = task_jobs(queue)
+    assert (func, queue_name, job_id) == (TASK_JOB, TASK_QUEUE, TASK.job_id)
+    [(comment_id, body)] = host.comments.items()
+    assert MARKER in body and "queued" in body
+    assert job_args["status_comment"] == comment_id and job_args["installation_id"] == 9
+    assert host.labels == {"nightcrew:queued"}
+    assert host.reactions == [("eyes", None)]
+    assert any(job[0] == POSITIONS_JOB for job in queue.jobs)
+    assert scheduler.state(TASK)["state"] == "dispatched"
+
+
+def test_over_capacity_the_task_waits_in_the_scheduler(scheduler: TaskScheduler) -> None:
+    host, queue = FakeHost("write"), FakeQueue()
+    handle(args(), host, queue, scheduler)
+    other = TaskKey.parse("octo/hello#4")
+    assert handle(args(task=str(other)), host, queue, scheduler) == "queued"
+    assert [job[3] for job in task_jobs(queue)] == [TASK.job_id]  # one slot: #4 waits
+    assert scheduler.state(other)["state"] == "pending"
+    assert scheduler.positions() == {other: 1}
+
+
+def test_reader_is_refused_politely_and_nothing_runs(scheduler: TaskScheduler) -> None:
+    host, queue = FakeHost("read"), FakeQueue()
+    assert handle(args(), host, queue, scheduler) == "refused"
+    assert queue.jobs == [] and host.labels == set() and scheduler.state(TASK) == {}
+    [body] = host.comments.values()
+    assert "@alice" in body and "write access" in body and "Nothing was started" in body
+
+
+def test_second_trigger_for_a_queued_task_starts_nothing_new(scheduler: TaskScheduler) -> None:
+    host, queue = FakeHost("admin"), FakeQueue()
+    handle(args(), host, queue, scheduler)
+    comments = dict(host.comments)
+    assert handle(args(comment_id=77), host, queue, scheduler) == "already-queued"
+    assert len(task_jobs(queue)) == 1 and host.comments == comments
+    assert host.reactions[-1] == ("eyes", 77)  # the person still sees they were heard
+
+
+def test_commands_not_built_yet_are_answered(scheduler: TaskScheduler) -> None:
+    host, queue = FakeHost(), FakeQueue()
+    assert handle(args(kind="pause"), host, queue, scheduler) == "unsupported:pause"
+    assert "not available yet" in next(iter(host.comments.values()))
+    assert queue.jobs == []
+
+
+def test_unknown_command_gets_the_list_of_valid_ones(scheduler: TaskScheduler) -> None:
+    host, queue = FakeHost(), FakeQueue()
+    assert handle(args(kind="unknown", args="frobnicate"), host, queue, scheduler) == "unknown"
+    [body] = host.comments.values()
+    assert "`/nightcrew frobnicate`" in body and "`fix`" in body and "`cancel`" in body
+    assert queue.jobs == []
