@@ -1,4 +1,5 @@
-"""Shared fixtures: the local GitHub stand-in (`devhub`) and the App key it trusts."""
+"""Shared fixtures: the local GitHub stand-in (`devhub`), the App key it trusts, and a real
+Redis server (the embedded one nightcrew ships)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from github_app.devhub import DevHub
+from github_app.redis_conn import EmbeddedRedis
 
 DEVHUB_APP_ID = 4242
 DEVHUB_WEBHOOK_SECRET = "devhub-test-secret-not-real"
@@ -43,3 +46,18 @@ def devhub(tmp_path: Path, app_keypair: tuple[str, str]) -> Iterator[DevHub]:
         hub.stop()
     if hub.violations:
         pytest.fail("GitHub contract violations:\n  " + "\n  ".join(hub.violations), pytrace=False)
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    url = server.ensure_started()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def connection(redis_server: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    yield client
+    client.close()
