@@ -1,0 +1,71 @@
+"""Trust: who may make nightcrew work, decided from facts fetched elsewhere (pure).
+
+Three small validators, each answering ``None`` (fine) or a ``Refusal`` with the reason the
+person will read on the issue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+# GitHub's collaborator permission levels, weakest first.
+LEVELS = ("none", "read", "triage", "write", "maintain", "admin")
+# What the App must be granted on a repository to do a task end to end.
+NEEDED_APP_PERMISSIONS: Mapping[str, str] = {
+    "issues": "write", "pull_requests": "write", "contents": "write", "metadata": "read",
+}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+
+
+def check_actor(
+    actor: str, permission: str, *, min_permission: str = "write",
+    allow_users: Collection[str] = (), deny_users: Collection[str] = (),
+) -> Refusal | None:
+    """The actor needs ``min_permission`` or a place on the allow-list; the deny-list wins."""
+    if actor.lower() in {u.lower() for u in deny_users}:
+        return Refusal(f"@{actor} is not allowed to start nightcrew on this repository.")
+    if actor.lower() in {u.lower() for u in allow_users}:
+        return None
+    if _rank(permission) >= _rank(min_permission):
+        return None
+    return Refusal(
+        f"@{actor} nightcrew only starts work for people with {min_permission} access or more "
+        f"to this repository (yours: {permission})."
+    )
+
+
+def check_app_permissions(granted: Mapping[str, str], needed: Mapping[str, str] = NEEDED_APP_PERMISSIONS) -> Refusal | None:
+    """The installation must grant every permission a task needs (write implies read)."""
+    missing = [
+        f"{name}: {level}" for name, level in sorted(needed.items())
+        if _rank_access(granted.get(name)) < _rank_access(level)
+    ]
+    if not missing:
+        return None
+    return Refusal(
+        "The nightcrew App is missing permissions on this repository ("
+        + ", ".join(missing) + "). An organization owner can grant them in the App's "
+        "installation settings."
+    )
+
+
+def check_same_repository(base: str, head: str | None) -> Refusal | None:
+    """Work happens only on branches of the base repository, never on a fork's."""
+    if head is not None and head.lower() == base.lower():
+        return None
+    where = f"the fork {head}" if head else "a deleted fork"
+    return Refusal(f"This pull request comes from {where}; nightcrew only pushes to branches "
+                   f"of {base}.")
+
+
+def _rank(level: str) -> int:
+    return LEVELS.index(level) if level in LEVELS else 0
+
+
+def _rank_access(level: str | None) -> int:
+    return {"read": 1, "write": 2, "admin": 3}.get(level or "", 0)
