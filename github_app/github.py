@@ -7,6 +7,8 @@ calls GitHub's REST API. Errors come out grouped by what the caller does: ``Retr
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal, Protocol
@@ -20,6 +22,7 @@ from githubkit.exception import (
     RequestFailed,
 )
 from githubkit.retry import RetryOption
+from githubkit.utils import UNSET
 
 from github_app.tasks import TaskKey
 
@@ -82,6 +85,8 @@ class GitHost(Protocol):
         self, owner: str, repo: str, *, head: str, base: str, title: str, body: str,
         draft: bool = False,
     ) -> PullRequest: ...
+    def read_file(self, owner: str, repo: str, path: str, ref: str | None = None) -> str | None: ...
+    def app_permissions(self, owner: str, repo: str) -> dict[str, str]: ...
 
 
 def _bounded_retry(exc: GitHubException, count: int) -> RetryOption:
@@ -115,18 +120,25 @@ class GitHubApp:
         with _errors(f"installation of {owner}/{repo}"):
             return self._gh.rest.apps.get_repo_installation(owner, repo).parsed_data.id
 
+    def app_permissions(self, owner: str, repo: str) -> dict[str, str]:
+        """What the installation covering a repository grants the App (``{"issues": "write"}``)."""
+        with _errors(f"installation of {owner}/{repo}"):
+            data = self._gh.rest.apps.get_repo_installation(owner, repo).parsed_data
+        granted = data.permissions.model_dump(exclude_unset=True, exclude_none=True)
+        return {name: str(level) for name, level in granted.items()}
+
     def host(self, installation_id: int) -> GitHubKitHost:
         """A client acting as the App's installation."""
         return GitHubKitHost(self, installation_id)
 
-    def _installation_client(self, installation_id: int) -> GitHub[AppInstallationAuthStrategy]:
+    def installation_client(self, installation_id: int) -> GitHub[AppInstallationAuthStrategy]:
         auth = AppInstallationAuthStrategy(self._app_id, self._private_key, installation_id)
         return GitHub(
             auth, base_url=self._base_url, timeout=TIMEOUT_S, cache_strategy=self._cache,
             http_cache=False, auto_retry=_bounded_retry,
         )
 
-    def _mint_token(self, installation_id: int) -> str:
+    def mint_token(self, installation_id: int) -> str:
         with _errors("installation token"):
             response = self._gh.rest.apps.create_installation_access_token(installation_id)
             return response.parsed_data.token
@@ -138,11 +150,15 @@ class GitHubKitHost:
     def __init__(self, app: GitHubApp, installation_id: int) -> None:
         self._app = app
         self.installation_id = installation_id
-        self._gh = app._installation_client(installation_id)
+        self._gh = app.installation_client(installation_id)
+
+    def app_permissions(self, owner: str, repo: str) -> dict[str, str]:
+        """The App's permissions on a repository (asked as the App, with its JWT)."""
+        return self._app.app_permissions(owner, repo)
 
     def token(self) -> str:
         """A fresh installation token, for git over HTTPS (never put into a URL)."""
-        return self._app._mint_token(self.installation_id)
+        return self._app.mint_token(self.installation_id)
 
     def repository(self, owner: str, repo: str) -> Repository:
         with _errors(f"repository {owner}/{repo}"):
@@ -210,6 +226,27 @@ class GitHubKitHost:
                 owner, repo, head=head, base=base, title=title, body=body, draft=draft
             ).parsed_data
         return PullRequest(data.number, data.html_url, data.head.ref, data.state)
+
+    def read_file(self, owner: str, repo: str, path: str, ref: str | None = None) -> str | None:
+        """A text file's content at ``ref`` (default branch if None); None if there is none."""
+        what = f"file {path} in {owner}/{repo}"
+        try:
+            with _errors(what):
+                rest = self._gh.rest.repos
+                data = rest.get_content(owner, repo, path, ref=ref or UNSET).parsed_data
+        except GitHubError as exc:
+            if exc.status == 404:  # absent is an answer, not a failure
+                return None
+            raise
+        if isinstance(data, list) or data.type != "file":
+            raise GitHubError(f"{what}: not a file")
+        # Files over 1 MB come back with encoding "none" and no content.
+        if data.encoding != "base64":
+            raise GitHubError(f"{what}: too large to read through the contents API")
+        try:
+            return base64.b64decode(data.content).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise GitHubError(f"{what}: not UTF-8 text") from exc
 
 
 class _errors:

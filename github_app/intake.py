@@ -12,14 +12,16 @@ from typing import Any
 from github_app import logs, status
 from github_app.dispatch import advance, scheduler_for
 from github_app.github import GitHost, GitHubApp
+from github_app.label_cache import remember_trigger_label
 from github_app.queue import JobQueue, RQJobQueue
 from github_app.redis_conn import connect
+from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config, render_config_error
 from github_app.routing import COMMANDS
 from github_app.scheduler import TaskScheduler
 from github_app.settings import load_settings
 from github_app.tasks import TaskKey
+from github_app.trust import Refusal, check_actor, check_app_permissions
 
-WRITE_LEVELS = frozenset({"admin", "maintain", "write"})
 log = logs.get("nightcrew.intake")
 
 
@@ -46,14 +48,19 @@ def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, scheduler: Task
         # Steering commands arrive with later issues; say so instead of silence.
         host.create_comment(task, f"`/nightcrew {kind}` is not available yet in this version.")
         return f"unsupported:{kind}"
-    permission = host.permission(task.owner, task.repo, args["actor"])
-    if permission not in WRITE_LEVELS:
-        host.create_comment(
-            task,
-            f"@{args['actor']} nightcrew only starts work for people with write access to "
-            f"this repository (yours: {permission}). Nothing was started.",
-        )
-        log.info("intake.refused", task=str(task), actor=args["actor"], permission=permission)
+    try:
+        config = load_repo_config(host, task.owner, task.repo)
+    except RepoConfigError as exc:
+        host.create_comment(task, render_config_error(exc))
+        log.info("intake.config_error", task=str(task), error=str(exc))
+        return "config-error"
+    remember_trigger_label(scheduler.connection, task.full_name, config.trigger_label)
+    if args.get("label") and args["label"] != config.trigger_label:
+        return "not-the-trigger-label"  # the repo renamed its trigger; this label means nothing
+    refusal = _refusal(task, host, args["actor"], config)
+    if refusal is not None:
+        host.create_comment(task, f"{refusal.reason} Nothing was started.")
+        log.info("intake.refused", task=str(task), actor=args["actor"], reason=refusal.reason)
         return "refused"
     host.react(task, "eyes", args.get("comment_id"))
     if scheduler.state(task) or queue.is_live(task.job_id):
@@ -65,10 +72,21 @@ def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, scheduler: Task
         "task": str(task), "installation_id": args["installation_id"],
         "status_comment": comment_id, "actor": args["actor"],
     }
-    submitted = scheduler.submit(task, int(args["installation_id"]), job_args)
+    submitted = scheduler.submit(task, int(args["installation_id"]), job_args,
+                                 repo_cap=config.caps.per_repository)
     advance(scheduler, queue)
     log.info("intake.queued", task=str(task), new=submitted.new, status_comment=comment_id)
     return "queued"
+
+
+def _refusal(task: TaskKey, host: GitHost, actor: str, config: RepoConfig) -> Refusal | None:
+    """The actor's permission (per the repo's policy), then the App's own permissions."""
+    policy = config.allowed
+    refusal = check_actor(
+        actor, host.permission(task.owner, task.repo, actor), min_permission=policy.min_permission,
+        allow_users=policy.users, deny_users=policy.deny_users,
+    )
+    return refusal or check_app_permissions(host.app_permissions(task.owner, task.repo))
 
 
 def _help_text(unknown_verb: str | None) -> str:

@@ -236,3 +236,4 @@ def _pending(installation: int | str) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from github_app.intake import handle
+from github_app.label_cache import trigger_label_for
 from github_app.queue import POSITIONS_JOB, TASK_JOB, TASK_QUEUE
 from github_app.scheduler import Caps, TaskScheduler
 from github_app.status import MARKER
@@ -86,3 +87,48 @@ def test_unknown_command_gets_the_list_of_valid_ones(scheduler: TaskScheduler) -
     [body] = host.comments.values()
     assert "`/nightcrew frobnicate`" in body and "`fix`" in body and "`cancel`" in body
     assert queue.jobs == []
+
+
+def test_broken_repo_config_gets_one_comment_naming_field_and_line(scheduler: TaskScheduler) -> None:
+    host, queue = FakeHost("write"), FakeQueue()
+    host.files[".github/nightcrew.yml"] = "trigger_label: robot\nbudget:\n  usd: -1\n"
+    assert handle(args(), host, queue, scheduler) == "config-error"
+    [body] = host.comments.values()
+    assert "line 3" in body and "budget.usd" in body
+    assert queue.jobs == [] and scheduler.state(TASK) == {} and host.labels == set()
+
+
+def test_repo_policy_deny_list_and_min_permission(scheduler: TaskScheduler) -> None:
+    host, queue = FakeHost("admin"), FakeQueue()
+    host.files[".github/nightcrew.yml"] = "allowed:\n  deny_users: [alice]\n"
+    assert handle(args(), host, queue, scheduler) == "refused"
+    host = FakeHost("triage")
+    host.files[".github/nightcrew.yml"] = "allowed:\n  min_permission: triage\n"
+    assert handle(args(), host, queue, scheduler) == "queued"
+
+
+def test_missing_app_permissions_are_explained(scheduler: TaskScheduler) -> None:
+    host, queue = FakeHost("admin"), FakeQueue()
+    host.granted["pull_requests"] = "read"
+    assert handle(args(), host, queue, scheduler) == "refused"
+    [body] = host.comments.values()
+    assert "pull_requests: write" in body and queue.jobs == []
+
+
+def test_the_repo_trigger_label_is_cached_for_ingress_and_enforced(
+    scheduler: TaskScheduler, connection: redis.Redis,
+) -> None:
+    host, queue = FakeHost("write"), FakeQueue()
+    host.files[".github/nightcrew.yml"] = "trigger_label: robot\n"
+    assert handle(args(label="nightcrew"), host, queue, scheduler) == "not-the-trigger-label"
+    assert trigger_label_for(connection, "Octo/Hello", "nightcrew") == "robot"
+    assert handle(args(label="robot"), host, queue, scheduler) == "queued"
+
+
+def test_repo_cap_from_config_reaches_the_scheduler(connection: redis.Redis) -> None:
+    scheduler = TaskScheduler(connection, Caps(slots=10, per_installation=10))
+    host, queue = FakeHost("write"), FakeQueue()
+    host.files[".github/nightcrew.yml"] = "caps:\n  per_repository: 1\n"
+    for n in (3, 4):
+        handle(args(task=f"octo/hello#{n}"), host, queue, scheduler)
+    assert [job[3] for job in task_jobs(queue)] == [TASK.job_id]  # the repo allows one at a time

@@ -17,7 +17,12 @@ class FakeHost:
         self.labels: set[str] = set()
         self.reactions: list[tuple[str, int | None]] = []
         self.calls: list[str] = []
+        self.granted = {"issues": "write", "pull_requests": "write", "contents": "write",
+                        "metadata": "read"}
         self.files: dict[str, str] = {}
+
+    def app_permissions(self, owner: str, repo: str) -> dict[str, str]:
+        return dict(self.granted)
 
     def token(self) -> str:
         return "ghs_fake"
