@@ -6,7 +6,7 @@ Serve with ``uvicorn --factory github_app.app:create_app`` or ``nightcrew serve`
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from typing import Any
 
 import redis
@@ -14,9 +14,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from github_app import logs
-from github_app.queue import INTAKE_JOB, INTAKE_QUEUE, JobQueue, RQJobQueue
+from github_app.events import IssuesEvent, parse_event
+from github_app.label_cache import trigger_label_for
+from github_app.queue import INSTALLATION_JOB, INTAKE_JOB, INTAKE_QUEUE, JobQueue, RQJobQueue
 from github_app.redis_conn import connect
-from github_app.routing import Command, Ignore, MalformedPayload, UnknownCommand, route
+from github_app.routing import (
+    Command,
+    Ignore,
+    InstallationChange,
+    MalformedPayload,
+    Route,
+    UnknownCommand,
+    route,
+)
 from github_app.settings import Settings, load_settings
 from github_app.signatures import verify
 
@@ -59,14 +69,10 @@ def create_app(
             return _answer(401, "bad or missing X-Hub-Signature-256")
         event = request.headers.get("x-github-event", "")
         delivery = request.headers.get("x-github-delivery", "")
+        if not event:
+            return _answer(400, "X-GitHub-Event is required")
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return _answer(400, "body is not JSON")
-        if not isinstance(payload, dict) or not event:
-            return _answer(400, "body must be a JSON object and X-GitHub-Event is required")
-        try:
-            decision = route(event, payload, trigger_label=settings.trigger_label)
+            decision, label = _decide(event, body, connection, settings)
         except MalformedPayload as exc:
             return _answer(400, f"malformed {event} payload: {exc}")
         if isinstance(decision, Ignore):
@@ -75,16 +81,16 @@ def create_app(
         if delivery and not _first_delivery(connection, delivery):
             log.info("webhook.duplicate", github_event=event, delivery=delivery)
             return _answer(200, "duplicate delivery", duplicate=True)
+        func, args, what = _job(decision, delivery, label)
         try:
-            jobs.enqueue(INTAKE_JOB, _job_args(decision, delivery), queue=INTAKE_QUEUE,
-                         timeout_s=120)
+            jobs.enqueue(func, args, queue=INTAKE_QUEUE, timeout_s=120)
         except redis.RedisError:
             # Forget the delivery id so GitHub's redelivery is not mistaken for a duplicate.
             connection.delete(f"nightcrew:delivery:{delivery}")
             log.error("webhook.enqueue_failed", github_event=event, delivery=delivery)
             return _answer(503, "queue unavailable; redeliver later")
-        log.info("webhook.enqueued", github_event=event, delivery=delivery, task=str(decision.task))
-        return _answer(202, "queued", task=str(decision.task))
+        log.info("webhook.enqueued", github_event=event, delivery=delivery, task=what)
+        return _answer(202, "queued", task=what)
 
     return app
 
@@ -104,12 +110,34 @@ def _first_delivery(connection: redis.Redis, delivery: str) -> bool:
     return bool(connection.set(f"nightcrew:delivery:{delivery}", 1, nx=True, ex=DELIVERY_TTL_S))
 
 
-def _job_args(decision: Command | UnknownCommand, delivery: str) -> dict[str, Any]:
+def _decide(
+    event: str, body: bytes, connection: redis.Redis, settings: Settings,
+) -> tuple[Route, str | None]:
+    """Parse and route; a label event is judged by its repo's trigger label (cached by intake)."""
+    parsed = parse_event(event, body)
+    trigger_label, label = settings.trigger_label, None
+    if isinstance(parsed, IssuesEvent) and parsed.label is not None:
+        label = parsed.label.name
+        trigger_label = trigger_label_for(connection, parsed.repository.full_name, trigger_label)
+    decision = route(event, parsed, trigger_label=trigger_label, app_slug=settings.app_slug)
+    return decision, label
+
+
+def _job(
+    decision: Command | UnknownCommand | InstallationChange, delivery: str, label: str | None,
+) -> tuple[str, dict[str, Any], str]:
+    """The intake-queue job for a decision: (dotted name, JSON-safe argument, what for the log)."""
+    if isinstance(decision, InstallationChange):
+        return INSTALLATION_JOB, dataclasses.asdict(decision), f"installation {decision.installation_id}"
+    return INTAKE_JOB, _job_args(decision, delivery, label), str(decision.task)
+
+
+def _job_args(decision: Command | UnknownCommand, delivery: str, label: str | None) -> dict[str, Any]:
     """The intake job's argument: JSON-safe, never a client object."""
     task = decision.task
     common = {
         "task": str(task), "actor": decision.actor, "installation_id": decision.installation_id,
-        "comment_id": decision.comment_id, "delivery": delivery,
+        "comment_id": decision.comment_id, "delivery": delivery, "label": label,
     }
     if isinstance(decision, UnknownCommand):
         return {**common, "kind": "unknown", "args": decision.verb, "is_pull_request": False}

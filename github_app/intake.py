@@ -22,6 +22,7 @@ from github_app.settings import load_settings
 from github_app.tasks import TaskKey
 from github_app.trust import Refusal, check_actor, check_app_permissions
 
+AUTOMATIC_KINDS = frozenset({"review", "revise"})
 log = logs.get("nightcrew.intake")
 
 
@@ -44,6 +45,11 @@ def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, scheduler: Task
     if kind in ("unknown", "help"):
         host.create_comment(task, _help_text(args["args"] if kind == "unknown" else None))
         return kind
+    if kind in AUTOMATIC_KINDS:
+        # Review and revision tasks come from nightcrew's own PRs, not from a person typing:
+        # until they are built, log them; a comment on every push would be noise.
+        log.info("intake.deferred", task=str(task), kind=kind)
+        return f"deferred:{kind}"
     if kind != "start":
         # Steering commands arrive with later issues; say so instead of silence.
         host.create_comment(task, f"`/nightcrew {kind}` is not available yet in this version.")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import redis
 
-TRIGGER_LABEL_TTL_S = 24 * 3600
-
 
 def remember_trigger_label(connection: redis.Redis, repo: str, label: str) -> None:
-    """Cache a repo's trigger label, as intake last read it from the repo's config."""
-    connection.set(_key(repo), label, ex=TRIGGER_LABEL_TTL_S)
+    """Cache a repo's trigger label, as intake last read it from the repo's config.
+
+    No expiry: a repo with its own label must keep it between tasks; every intake refreshes it,
+    and losing Redis only means the server default applies until the next one.
+    """
+    connection.set(_key(repo), label)
 
 
 def trigger_label_for(connection: redis.Redis, repo: str, default: str) -> str:

@@ -16,6 +16,7 @@ INTAKE_QUEUE = "nightcrew-intake"
 TASK_QUEUE = "nightcrew-tasks"
 QUEUES: tuple[str, ...] = (INTAKE_QUEUE, TASK_QUEUE)  # worker order = priority
 INTAKE_JOB = "github_app.intake.intake"
+INSTALLATION_JOB = "github_app.installations.record"
 TASK_JOB = "runner.jobs.run_task"
 POSITIONS_JOB = "github_app.dispatch.refresh_positions"
 _LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}

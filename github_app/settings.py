@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     trigger_label: str = Field(default="nightcrew", validation_alias="NIGHTCREW_TRIGGER_LABEL")
+    app_slug: str = Field(default="nightcrew", validation_alias="NIGHTCREW_APP_SLUG")
     planner_model: str = Field(default="claude-sonnet-4-5", validation_alias="NIGHTCREW_MODEL")
     cap_per_installation: int = Field(
         default=3, ge=1, validation_alias="NIGHTCREW_CAP_PER_INSTALLATION"

@@ -14,7 +14,8 @@ from rq import Queue
 
 from github_app.app import MAX_BODY_BYTES, create_app
 from github_app.devhub.webhook_schemas import webhook_example
-from github_app.queue import INTAKE_JOB, INTAKE_QUEUE
+from github_app.label_cache import remember_trigger_label
+from github_app.queue import INSTALLATION_JOB, INTAKE_JOB, INTAKE_QUEUE
 from github_app.settings import Settings, SettingsError
 from github_app.signatures import sign
 
@@ -139,3 +140,21 @@ def test_healthz_reports_redis(client: TestClient) -> None:
 def test_app_refuses_to_start_without_a_webhook_secret(connection: redis.Redis, tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="NIGHTCREW_WEBHOOK_SECRET"):
         create_app(Settings(data_dir=tmp_path), connection=connection)
+
+
+def test_installation_events_enqueue_the_installation_job(client: TestClient, connection: redis.Redis) -> None:
+    payload = webhook_example("installation", "created")
+    assert deliver(client, "installation", payload).status_code == 202
+    [job] = intake_jobs(connection)
+    assert job.func_name == INSTALLATION_JOB
+    assert job.args[0]["installation_id"] == payload["installation"]["id"]
+    assert job.args[0]["action"] == "created"
+
+
+def test_a_repo_with_its_own_trigger_label_is_routed_by_it(client: TestClient, connection: redis.Redis) -> None:
+    payload = labeled_payload("robot")
+    remember_trigger_label(connection, payload["repository"]["full_name"], "robot")
+    assert deliver(client, "issues", payload).status_code == 202
+    [job] = intake_jobs(connection)
+    assert job.args[0]["label"] == "robot"
+    assert deliver(client, "issues", labeled_payload("nightcrew")).json()["ignored"] is True

@@ -132,3 +132,10 @@ def test_repo_cap_from_config_reaches_the_scheduler(connection: redis.Redis) -> 
     for n in (3, 4):
         handle(args(task=f"octo/hello#{n}"), host, queue, scheduler)
     assert [job[3] for job in task_jobs(queue)] == [TASK.job_id]  # the repo allows one at a time
+
+
+def test_review_and_revision_events_are_deferred_without_noise(scheduler: TaskScheduler) -> None:
+    host, queue = FakeHost(), FakeQueue()
+    for kind in ("review", "revise"):
+        assert handle(args(kind=kind), host, queue, scheduler) == f"deferred:{kind}"
+    assert host.comments == {} and queue.jobs == []
