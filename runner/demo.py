@@ -56,6 +56,12 @@ DEMO_FILES: dict[str, str] = {
     ),
     "pyproject.toml": '[tool.pytest.ini_options]\npythonpath = ["."]\n',
     ".gitignore": "__pycache__/\n.pytest_cache/\n",
+    ".github/nightcrew.yml": (
+        "# nightcrew's per-repo config (see the README)\n"
+        "setup:\n  - python -m compileall -q calc.py tests\n"
+        "caps:\n  per_repository: 1\n"
+        "rules:\n  - Keep the change minimal.\n"
+    ),
 }
 DEMO_ISSUE_TITLE = "add() returns the wrong result"
 DEMO_ISSUE_BODY = (

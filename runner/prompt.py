@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from github_app.github import Issue
 from runner.testrun import TestReport
@@ -21,7 +22,9 @@ def sanitize(text: str) -> str:
     return text.strip()
 
 
-def task_prompt(issue: Issue, tests: TestReport | None, files: list[str]) -> str:
+def task_prompt(
+    issue: Issue, tests: TestReport | None, files: list[str], rules: Sequence[str] = (),
+) -> str:
     """The first user message of the agent's conversation."""
     body = sanitize(issue.body)[:MAX_ISSUE_CHARS]
     parts = [
@@ -36,5 +39,8 @@ def task_prompt(issue: Issue, tests: TestReport | None, files: list[str]) -> str
             f"{tests.errors} errors (exit {tests.exit_code}).",
             "<test-output>", tests.output[-MAX_TEST_CHARS:], "</test-output>",
         ]
+    if rules:
+        parts += ["The repository's rules for changes (from .github/nightcrew.yml):",
+                  *(f"- {sanitize(rule)}" for rule in rules)]
     parts += ["Files in the repository:", "\n".join(files[:200])]
     return "\n".join(parts)

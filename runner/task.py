@@ -7,25 +7,34 @@ pipeline runs in the worker, the demo and the tests.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from github_app import logs, status
 from github_app.github import GitHost, Issue
+from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
 from github_app.status import StatusView
 from github_app.tasks import TaskKey
 from runner.agent import Agent, StepEvent
 from runner.model import ModelClient
 from runner.prompt import task_prompt
 from runner.sandbox import Sandbox
+from runner.setup import run_setup
 from runner.testrun import TestReport, detect_test_command, run_tests
 from runner.tools import Toolbox
-from runner.workspace import Workspace
+from runner.workspace import Workspace, Workspaces
 
 log = logs.get("nightcrew.task")
-SandboxFactory = Callable[[Path], Sandbox]
+
+
+class SandboxFactory(Protocol):
+    """A sandbox over a workspace; ``network`` only for the setup phase."""
+
+    def __call__(self, workspace: Path, *, network: bool = False) -> Sandbox: ...
+
+
 STATUS_MIN_INTERVAL_S = 3.0  # GitHub's secondary rate limits dislike rapid edits
 
 
@@ -112,12 +121,13 @@ def _run(
 ) -> None:
     issue = host.issue(task)
     repo = host.repository(task.owner, task.repo)
+    repo_config = _repo_config(host, task)
     token = host.token()
-    workspace = Workspace.checkout(
-        clone_url=repo.clone_url, token=token, root=config.data_dir / "workspaces",
-        name=task.job_id, branch=task.branch, base_branch=repo.default_branch,
-    )
-    try:
+    with Workspaces(config.data_dir).checkout(
+        clone_url=repo.clone_url, token=token, name=task.job_id, branch=task.branch,
+        base_branch=repo.default_branch,
+    ) as workspace:
+        _setup(task, workspace, repo_config, sandbox_for, config, reporter)
         sandbox = sandbox_for(workspace.path)
         command = detect_test_command(workspace.path)
         if command is None:
@@ -126,18 +136,43 @@ def _run(
         before = run_tests(sandbox, command, timeout=config.test_timeout_s)
         outcome.tests_before = before
         reporter.update(force=True, detail="Working on the fix…", tests_before=_counts(before))
-        summary = _agent(issue, workspace, sandbox, command, model, config, reporter, outcome)
+        summary = _agent(issue, workspace, sandbox, command, model, config, reporter, outcome,
+                         repo_config.rules)
         after = run_tests(sandbox, command, timeout=config.test_timeout_s)
         outcome.tests_after = after
         reporter.update(tests_after=_counts(after))
         _publish(task, host, repo.default_branch, workspace, token, issue, summary, reporter, outcome)
-    finally:
-        workspace.cleanup()
+
+
+def _repo_config(host: GitHost, task: TaskKey) -> RepoConfig:
+    """The repo's config from its default branch (never from the task's own branch)."""
+    try:
+        return load_repo_config(host, task.owner, task.repo)
+    except RepoConfigError as exc:
+        raise TaskFailed(f"`.github/nightcrew.yml` is invalid: {exc}") from None
+
+
+def _setup(
+    task: TaskKey, workspace: Workspace, repo_config: RepoConfig, sandbox_for: SandboxFactory,
+    config: TaskConfig, reporter: StatusReporter,
+) -> None:
+    """Run the repo's setup commands with the network on (no credentials), or reuse the cache."""
+    if not repo_config.setup:
+        return
+    reporter.update(force=True, detail="Setting up the repository (network on, no credentials)…")
+    result = run_setup(
+        workspace.path, list(repo_config.setup), lambda path: sandbox_for(path, network=True),
+        config.data_dir / "setup-cache" / task.owner / task.repo,
+    )
+    if not result.ok:
+        raise TaskFailed(result.failure_report())
+    workspace.exclude(result.paths)  # setup output is never part of the change
 
 
 def _agent(
     issue: Issue, workspace: Workspace, sandbox: Sandbox, command: list[str],
     model: ModelClient, config: TaskConfig, reporter: StatusReporter, outcome: TaskOutcome,
+    rules: Sequence[str],
 ) -> str:
     tools = Toolbox(workspace.path, sandbox, command, test_timeout=config.test_timeout_s)
 
@@ -150,7 +185,7 @@ def _agent(
 
     files = tools.files()
     result = Agent(model, tools, max_steps=config.max_steps, on_step=on_step).run(
-        task_prompt(issue, outcome.tests_before, files)
+        task_prompt(issue, outcome.tests_before, files, rules)
     )
     if not result.finished:
         raise TaskFailed(f"The agent stopped: {result.stop_reason}.")

@@ -17,6 +17,7 @@ from runner.model import ModelClient
 from runner.model.anthropic import AnthropicModel
 from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
+from runner.setup import setup_policy
 from runner.task import TaskOutcome
 
 
@@ -47,8 +48,9 @@ class Dependencies:
         queue = RQJobQueue(connect(self.settings))
         return scheduler_for(self.settings, queue), queue
 
-    def sandbox_for(self, workspace: Path) -> Sandbox:
-        return BwrapSandbox(workspace, self.policy)
+    def sandbox_for(self, workspace: Path, *, network: bool = False) -> Sandbox:
+        """The agent's sandbox (network off), or the setup phase's (network on)."""
+        return BwrapSandbox(workspace, setup_policy(self.policy) if network else self.policy)
 
 
 def from_settings() -> Dependencies:

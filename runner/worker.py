@@ -11,6 +11,7 @@ from github_app.dispatch import advance, scheduler_for, sweep
 from github_app.queue import QUEUES, RQJobQueue
 from github_app.redis_conn import connect
 from github_app.settings import Settings
+from runner.workspace import Workspaces
 
 # RQ's defaults notice a dead worker after ~10 minutes; these make it about a minute, and the
 # maintenance pass is where lost slots are taken back and the queue moves on.
@@ -35,6 +36,7 @@ class NightcrewWorker(Worker):
 
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     """Work the intake queue first, then tasks; returns when stopped (or empty, in burst)."""
+    Workspaces(settings.data_dir.resolve()).sweep()  # leftovers of a killed worker
     connection = connect(settings)
     queues = [Queue(name, connection=connection) for name in QUEUES]
     worker = NightcrewWorker(queues, connection=connection, settings=settings,
