@@ -7,6 +7,7 @@ Serve with ``uvicorn --factory github_app.app:create_app`` or ``nightcrew serve`
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
 
 import redis
@@ -15,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from github_app import logs
 from github_app.events import IssuesEvent, parse_event
-from github_app.label_cache import trigger_label_for
+from github_app.label_cache import TriggerLabels
 from github_app.queue import INSTALLATION_JOB, INTAKE_JOB, INTAKE_QUEUE, JobQueue, RQJobQueue
 from github_app.redis_conn import connect
 from github_app.routing import (
@@ -46,6 +47,7 @@ def create_app(
     secrets = settings.require_webhook_secrets()
     connection = connection if connection is not None else connect(settings)
     jobs = queue if queue is not None else RQJobQueue(connection)
+    labels = TriggerLabels(connection)
     app = FastAPI(title="nightcrew", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/healthz")
@@ -72,23 +74,24 @@ def create_app(
         if not event:
             return _answer(400, "X-GitHub-Event is required")
         try:
-            decision, label = _decide(event, body, connection, settings)
+            decision, label = _decide(event, body, labels, settings)
         except MalformedPayload as exc:
             return _answer(400, f"malformed {event} payload: {exc}")
         if isinstance(decision, Ignore):
             log.info("webhook.ignored", github_event=event, delivery=delivery, reason=decision.reason)
             return _answer(202, decision.reason, ignored=True)
-        if delivery and not _first_delivery(connection, delivery):
-            log.info("webhook.duplicate", github_event=event, delivery=delivery)
-            return _answer(200, "duplicate delivery", duplicate=True)
         func, args, what = _job(decision, delivery, label)
         try:
-            jobs.enqueue(func, args, queue=INTAKE_QUEUE, timeout_s=120)
+            # The delivery id is the intake job's id: dedupe and enqueue are one atomic step,
+            # so a redelivery is never lost to a half-done write nor run twice.
+            first = jobs.enqueue_once(func, args, queue=INTAKE_QUEUE, job_id=_delivery_job_id(delivery, body),
+                                      keep_s=DELIVERY_TTL_S)
         except redis.RedisError:
-            # Forget the delivery id so GitHub's redelivery is not mistaken for a duplicate.
-            connection.delete(f"nightcrew:delivery:{delivery}")
             log.error("webhook.enqueue_failed", github_event=event, delivery=delivery)
             return _answer(503, "queue unavailable; redeliver later")
+        if not first:
+            log.info("webhook.duplicate", github_event=event, delivery=delivery)
+            return _answer(200, "duplicate delivery", duplicate=True)
         log.info("webhook.enqueued", github_event=event, delivery=delivery, task=what)
         return _answer(202, "queued", task=what)
 
@@ -106,19 +109,28 @@ async def _read_capped(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def _first_delivery(connection: redis.Redis, delivery: str) -> bool:
-    return bool(connection.set(f"nightcrew:delivery:{delivery}", 1, nx=True, ex=DELIVERY_TTL_S))
+def _delivery_job_id(delivery: str, body: bytes) -> str:
+    """An RQ-safe job id for a delivery: GitHub's GUIDs as they are, anything else hashed."""
+    if delivery and len(delivery) <= 64 and all(c.isascii() and (c.isalnum() or c == "-") for c in delivery):
+        return f"delivery-{delivery}"
+    # A missing or odd delivery id: hash it with the body, so a retry of the same delivery is
+    # still recognised and two different deliveries never collide.
+    digest = hashlib.sha256(delivery.encode() + b"\0" + body).hexdigest()[:40]
+    return f"delivery-h{digest}"
 
 
 def _decide(
-    event: str, body: bytes, connection: redis.Redis, settings: Settings,
+    event: str, body: bytes, labels: TriggerLabels, settings: Settings,
 ) -> tuple[Route, str | None]:
     """Parse and route; a label event is judged by its repo's trigger label (cached by intake)."""
     parsed = parse_event(event, body)
     trigger_label, label = settings.trigger_label, None
     if isinstance(parsed, IssuesEvent) and parsed.label is not None:
         label = parsed.label.name
-        trigger_label = trigger_label_for(connection, parsed.repository.full_name, trigger_label)
+        if label != trigger_label:
+            # Only a label other than the default can be a repo's own trigger; the default one
+            # is routed, and intake drops it if the repo renamed its trigger.
+            trigger_label = labels.get(parsed.repository.full_name, trigger_label)
     decision = route(event, parsed, trigger_label=trigger_label, app_slug=settings.app_slug)
     return decision, label
 

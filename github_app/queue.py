@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import redis
 from rq import Queue, Worker
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
 INTAKE_QUEUE = "nightcrew-intake"
@@ -29,6 +29,10 @@ class JobQueue(Protocol):
     ) -> bool: ...
 
     def is_live(self, job_id: str) -> bool: ...
+
+    def enqueue_once(
+        self, func: str, *args: Any, queue: str, job_id: str, keep_s: int, timeout_s: int = 120,
+    ) -> bool: ...
 
 
 class RQJobQueue:
@@ -50,6 +54,23 @@ class RQJobQueue:
             func, *args, job_id=job_id, job_timeout=timeout_s, result_ttl=3600,
             failure_ttl=7 * 24 * 3600,
         )
+        return True
+
+    def enqueue_once(
+        self, func: str, *args: Any, queue: str, job_id: str, keep_s: int, timeout_s: int = 120,
+    ) -> bool:
+        """Enqueue unless a job with this id was enqueued within ``keep_s``; one atomic call.
+
+        RQ's ``unique=True`` checks and enqueues in one Lua script; the job hash (and so the
+        memory of the id) lives ``keep_s`` after the job ends, whether it succeeded or failed.
+        """
+        try:
+            Queue(queue, connection=self.connection).enqueue(
+                func, *args, job_id=job_id, job_timeout=timeout_s, result_ttl=keep_s,
+                failure_ttl=keep_s, unique=True,
+            )
+        except DuplicateJobError:
+            return False
         return True
 
     def is_live(self, job_id: str) -> bool:

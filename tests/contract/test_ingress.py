@@ -96,7 +96,8 @@ def test_redelivery_is_acknowledged_once(client: TestClient, connection: redis.R
     assert (first.status_code, second.status_code) == (202, 200)
     assert second.json()["duplicate"] is True
     assert len(intake_jobs(connection)) == 1
-    assert connection.ttl(f"nightcrew:delivery:{delivery}") >= 24 * 3600
+    [job] = intake_jobs(connection)
+    assert job.id == f"delivery-{delivery}"  # the delivery id is remembered with its job
 
 
 def test_malformed_json_is_400(client: TestClient, connection: redis.Redis) -> None:
@@ -157,4 +158,20 @@ def test_a_repo_with_its_own_trigger_label_is_routed_by_it(client: TestClient, c
     assert deliver(client, "issues", payload).status_code == 202
     [job] = intake_jobs(connection)
     assert job.args[0]["label"] == "robot"
-    assert deliver(client, "issues", labeled_payload("nightcrew")).json()["ignored"] is True
+    assert deliver(client, "issues", labeled_payload("bug")).json()["ignored"] is True
+    # The server default is still routed; intake drops it for a repo that renamed its trigger.
+    assert deliver(client, "issues", labeled_payload("nightcrew")).status_code == 202
+    assert [j.args[0]["label"] for j in intake_jobs(connection)] == ["robot", "nightcrew"]
+
+
+def test_deliveries_without_an_id_are_not_mistaken_for_each_other(client: TestClient, connection: redis.Redis) -> None:
+    def post(payload: dict[str, Any]) -> Any:
+        body = json.dumps(payload).encode()
+        return client.post("/webhooks", content=body, headers={
+            "X-GitHub-Event": "issues", "X-Hub-Signature-256": sign(SECRET, body)})
+
+    first, other = labeled_payload(), labeled_payload()
+    other["issue"]["number"] += 1
+    assert post(first).status_code == 202 and post(other).status_code == 202
+    assert post(first).status_code == 200  # the same body again: a retry, not a new task
+    assert len(intake_jobs(connection)) == 2

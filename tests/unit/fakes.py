@@ -72,6 +72,7 @@ class FakeQueue:
     def __init__(self, live: set[str] | None = None) -> None:
         self.jobs: list[tuple[str, tuple[Any, ...], str, str | None]] = []
         self.live = live or set()
+        self.seen: set[str] = set()
 
     def enqueue(self, func: str, *args: Any, queue: str, job_id: str | None = None,
                 timeout_s: int = 3600) -> bool:
@@ -84,3 +85,11 @@ class FakeQueue:
 
     def is_live(self, job_id: str) -> bool:
         return job_id in self.live
+
+    def enqueue_once(self, func: str, *args: Any, queue: str, job_id: str, keep_s: int,
+                     timeout_s: int = 120) -> bool:
+        if job_id in self.seen:
+            return False
+        self.seen.add(job_id)
+        self.jobs.append((func, args, queue, job_id))
+        return True

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ADAPTER_ONLY = {"githubkit", "anthropic", "rq", "subprocess"}
+ADAPTER_ONLY = {"githubkit", "anthropic", "rq", "subprocess", "docker"}
 # The adapters, and the two wiring points (worker entry, demo) that start processes and read RQ.
 ADAPTERS = {
     "github_app/github.py": {"githubkit"},
@@ -15,6 +15,8 @@ ADAPTERS = {
     "github_app/devhub/git_http.py": {"subprocess"},
     "runner/model/anthropic.py": {"anthropic"},
     "runner/sandbox/bwrap.py": {"subprocess"},
+    "runner/sandbox/cgroups.py": {"subprocess"},
+    "runner/sandbox/docker.py": {"docker"},
     "runner/workspace.py": {"subprocess"},
     "runner/procs.py": {"subprocess"},
     "runner/worker.py": {"rq"},
