@@ -99,5 +99,15 @@ def demo(
     raise typer.Exit(0 if result.get("ok") else 1)
 
 
+@app.command()
+def doctor(
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Check the installation: settings, Redis, git, rg, the sandbox and each isolation property."""
+    from runner.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(json_output=json_output))
+
+
 if __name__ == "__main__":
     main()

@@ -22,7 +22,7 @@ from runner.model import ModelClient
 from runner.prompt import task_prompt
 from runner.sandbox import Sandbox
 from runner.setup import run_setup
-from runner.testrun import TestReport, detect_test_command, run_tests
+from runner.testrun import TestCommand, TestReport, detect_test_command, run_tests
 from runner.tools import Toolbox
 from runner.workspace import Workspace, Workspaces
 
@@ -129,7 +129,7 @@ def _run(
     ) as workspace:
         _setup(task, workspace, repo_config, sandbox_for, config, reporter)
         sandbox = sandbox_for(workspace.path)
-        command = detect_test_command(workspace.path)
+        command = detect_test_command(workspace.path, repo_config.test)
         if command is None:
             raise TaskFailed("No test command found for this repository; nightcrew opens PRs "
                              "only when tests pass.")
@@ -170,7 +170,7 @@ def _setup(
 
 
 def _agent(
-    issue: Issue, workspace: Workspace, sandbox: Sandbox, command: list[str],
+    issue: Issue, workspace: Workspace, sandbox: Sandbox, command: TestCommand,
     model: ModelClient, config: TaskConfig, reporter: StatusReporter, outcome: TaskOutcome,
     rules: Sequence[str],
 ) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from runner.edits import Edit, apply_edit
 from runner.model import ToolCall, ToolSpec
 from runner.sandbox import Sandbox
-from runner.testrun import TestReport, run_tests
+from runner.testrun import TestCommand, TestReport, run_tests
 
 MAX_READ_CHARS = 20_000
 MAX_LIST_ENTRIES = 400
@@ -101,7 +101,7 @@ class Toolbox:
     """Executes tool calls against one workspace and its sandbox."""
 
     def __init__(
-        self, workspace: Path, sandbox: Sandbox, test_command: Sequence[str] | None,
+        self, workspace: Path, sandbox: Sandbox, test_command: TestCommand | Sequence[str] | None,
         *, test_timeout: float | None = None,
     ) -> None:
         self.root = workspace.resolve()

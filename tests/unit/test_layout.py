@@ -21,6 +21,7 @@ ADAPTERS = {
     "runner/procs.py": {"subprocess"},
     "runner/worker.py": {"rq"},
     "runner/demo.py": {"rq"},
+    "runner/doctor.py": {"subprocess"},
 }
 
 
