@@ -25,6 +25,8 @@ class SandboxPolicy:
     env: Mapping[str, str] = field(default_factory=dict)
     ro_paths: tuple[Path, ...] = ()
     output_limit: int = DEFAULT_OUTPUT_LIMIT
+    cpus: float | None = None  # CPU bandwidth in cores (cgroup quota); None = unthrottled
+    tmp_bytes: int | None = 512 * 1024**2  # each of the private /tmp and /dev/shm (RAM: counts as memory)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -75,12 +76,14 @@ def test_worker_secrets_stay_out(sandbox: MakeSandbox, monkeypatch: pytest.Monke
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CANARY)
 
     result = sandbox(env={"NIGHTCREW_PHASE": "test"}).run(
-        ["sh", "-c", "env; echo ---; tr '\\0' '\\n' < /proc/1/environ"]
+        ["sh", "-c", "env; echo ---; for f in /proc/[0-9]*/environ; do echo \"== $f\"; "
+                     "tr '\\0' '\\n' < $f; done 2>&1; true"]
     )
 
-    env_part, pid1_part = result.stdout.split("---")
+    env_part, proc_part = result.stdout.split("---")
     assert CANARY not in result.stdout
-    assert "PATH=/usr/bin:/bin" in pid1_part  # we really read PID 1's environment
+    assert "NIGHTCREW_PHASE=test" in proc_part  # the probe really read environments in /proc
+    assert "== /proc/1/environ" in proc_part  # and looked at PID 1, bwrap's own fork
     assert f"PATH={sys.prefix}/bin:" in env_part
     assert "HOME=/tmp/home" in env_part and "NIGHTCREW_PHASE=test" in env_part
     assert "GITHUB_TOKEN" not in env_part
@@ -199,6 +202,102 @@ def test_pytest_pass_and_fail_come_through(sandbox: MakeSandbox, workspace: Path
     assert (red.exit_code, red.passed, red.failed, red.green) == (1, 1, 1, False), red.output
     assert "FAILED test_two.py::test_bad" in red.output
     assert sorted(os.listdir(workspace)) == ["test_one.py", "test_two.py"]  # no cache litter
+
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the uid-65534 drop needs a root worker (CI runs these as root)"
+)
+
+
+@needs_root
+def test_command_runs_as_nobody_without_privileges(sandbox: MakeSandbox) -> None:
+    box = sandbox()
+
+    result = box.run(["sh", "-c", "id -u; id -g; id -G; grep -E '^(CapEff|CapBnd|NoNewPrivs)' "
+                                  "/proc/self/status; unshare --user true 2>&1; echo rc=$?"])
+
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["65534", "65534", "65534"], result
+    assert "CapEff:\t0000000000000000" in lines and "CapBnd:\t0000000000000000" in lines
+    assert "NoNewPrivs:\t1" in lines
+    assert "Operation not permitted" in result.stdout and "rc=0" not in result.stdout  # no nested userns
+    assert box.isolation()["uid"].startswith("65534") and box.drops_to_nobody
+
+
+@needs_root
+def test_root_owned_private_file_is_visible_but_unreadable(sandbox: MakeSandbox, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "token").write_text(CANARY)
+    (secrets / "token").chmod(0o600)
+    (secrets / "public").write_text("hello\n")
+
+    result = sandbox(ro_paths=(secrets,)).run(
+        ["sh", "-c", f"cat {secrets}/public; test -e {secrets}/token && echo EXISTS; cat {secrets}/token"]
+    )
+
+    assert result.stdout == "hello\nEXISTS\n", result
+    assert "Permission denied" in result.stderr and CANARY not in result.stderr
+
+
+def test_symlink_to_a_host_file_reads_nothing(sandbox: MakeSandbox, workspace: Path, tmp_path: Path) -> None:
+    host_file = tmp_path / "outside.txt"
+    host_file.write_text(CANARY)
+    (workspace / "link.txt").symlink_to(host_file)
+    (workspace / "etc-link").symlink_to(tmp_path)
+    before = os.stat(host_file)
+
+    result = sandbox().run(["sh", "-c", "cat link.txt; ls etc-link; echo overwrite > link.txt; true"])
+
+    assert CANARY not in result.stdout and "No such file" in result.stderr, result
+    assert host_file.read_text() == CANARY  # the write through the link did not reach the host
+    after = os.stat(host_file)
+    assert (after.st_uid, after.st_gid, after.st_mode) == (before.st_uid, before.st_gid, before.st_mode)
+
+
+def test_worker_home_config_and_data_dir_are_hidden(sandbox: MakeSandbox, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    (data_dir / "workspaces" / "task").mkdir(parents=True)
+    (data_dir / "app-key.pem").write_text(CANARY)
+    home = Path.home()
+    probes = [str(home / ".ssh"), str(home / ".config"), str(home / ".npmrc"), str(data_dir),
+              str(data_dir / "app-key.pem"), str(Path(sys.prefix).parent / "pyproject.toml")]
+    box = BwrapSandbox(data_dir / "workspaces" / "task", SandboxPolicy())
+
+    result = box.run(["sh", "-c", 'for p in "$@"; do test -e "$p" && echo SEEN $p; done; ls -a /workspace',
+                      "probe", *probes])
+
+    assert "SEEN" not in result.stdout, result.stdout
+    assert result.stdout.split() == [".", ".."]  # the work tree itself, empty, is all there is
+
+
+@needs_root
+def test_worker_files_become_writable_and_stay_usable_by_worker_git(
+    sandbox: MakeSandbox, workspace: Path, tmp_path: Path
+) -> None:
+    git_dir = tmp_path / "ws.git"
+    git = ["git", f"--git-dir={git_dir}", f"--work-tree={workspace}"]
+    subprocess.run(["git", "init", "--quiet", "--bare", str(git_dir)], check=True)
+    (workspace / "pkg").mkdir()
+    (workspace / "pkg" / "mod.py").write_text("A = 1\n")  # the worker (root) wrote these
+
+    result = sandbox().run(["sh", "-c", "echo B = 2 >> pkg/mod.py && echo new > pkg/new.txt && mkdir out"])
+    subprocess.run([*git, "add", "--all"], check=True)
+    status = subprocess.run([*git, "status", "--porcelain"], check=True, capture_output=True, text=True)
+
+    assert result.ok, result
+    assert (workspace / "pkg" / "mod.py").read_text() == "A = 1\nB = 2\n"
+    assert os.stat(workspace / "pkg" / "new.txt").st_uid == 65534
+    assert status.stdout.split() == ["A", "pkg/mod.py", "A", "pkg/new.txt"]
+
+
+def test_isolation_report_names_the_mechanisms(sandbox: MakeSandbox) -> None:
+    report = sandbox(memory_bytes=None, cpus=0.5, cpu_seconds=60).isolation()
+
+    assert report["backend"] == "bwrap" and report["network"] == "none (own namespace)"
+    assert report["memory"] == "none (policy)" and report["cpu"].endswith("rlimit CPU")
+    assert report["pids"] in ("cgroup v1", "cgroup v2", "rlimit NPROC")
+    assert sandbox(network=True).isolation()["network"].startswith("host")
 
 
 def _listdir(path: str) -> list[str]:

@@ -135,7 +135,7 @@ def test_setup_sees_no_worker_secrets(tmp_path: Path, monkeypatch: pytest.Monkey
     for name in ("GITHUB_TOKEN", "NIGHTCREW_GIT_TOKEN", "ANTHROPIC_API_KEY", "PIP_INDEX_URL"):
         monkeypatch.setenv(name, f"https://u:{CANARY}@example.invalid/" if "URL" in name else CANARY)
 
-    result = run_setup(make_repo(tmp_path / "ws"), ["env; tr '\\0' '\\n' < /proc/1/environ"],
+    result = run_setup(make_repo(tmp_path / "ws"), ["env; for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done 2>/dev/null; true"],
                        boxed, tmp_path / "cache")
 
     assert result.ok and "PIP_NO_INDEX=0" in result.results[0].stdout, result

@@ -1,7 +1,7 @@
 """Figure: per-command cost of the bwrap sandbox, as a ratio to a bare subprocess.
 
 Both run side by side in one process, interleaved, so machine noise hits both alike.
-Usage: .venv/bin/python bench/sandbox_overhead.py [--runs N]
+Usage: .venv/bin/python bench/sandbox.py [--runs N]
 """
 
 from __future__ import annotations
