@@ -145,7 +145,7 @@ def _cut(head: str, tail: str, cut: int) -> str:
     return f"{head}\n… [{cut} chars cut] …\n{tail}"
 
 
-class _BoundedText:
+class BoundedText:
     """Decodes a byte stream incrementally, keeping only a head and a tail of the text."""
 
     def __init__(self, limit: int) -> None:
@@ -435,12 +435,12 @@ class _Run:
 
     def __init__(self, proc: subprocess.Popen[bytes], info_fd: int, limit: int) -> None:
         self.proc = proc
-        self.stdout = _BoundedText(limit)
-        self.stderr = _BoundedText(limit)
+        self.stdout = BoundedText(limit)
+        self.stderr = BoundedText(limit)
         self._info = b""
         self._selector = selectors.DefaultSelector()
         assert proc.stdout is not None and proc.stderr is not None
-        self._sinks: dict[int, _BoundedText | None] = {
+        self._sinks: dict[int, BoundedText | None] = {
             proc.stdout.fileno(): self.stdout, proc.stderr.fileno(): self.stderr, info_fd: None,
         }
         for fd in self._sinks:

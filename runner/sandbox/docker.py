@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import sys
 import time
 import uuid
@@ -32,9 +31,10 @@ from runner.sandbox import ExecResult, SandboxPolicy
 from runner.sandbox.bwrap import (
     SANDBOX_HOME,
     WORKSPACE_MOUNT,
+    BoundedText,
     SandboxError,
     SandboxUnavailable,
-    _BoundedText,
+    grant_workspace,
     resolve_cwd,
     sandbox_env,
 )
@@ -85,34 +85,6 @@ def default_binds() -> tuple[str, ...]:
         if not any(path == seen or path.startswith(seen + "/") for seen in paths):
             paths.append(path)
     return tuple(paths)
-
-
-def grant_workspace(root: Path, uid: int, gid: int) -> int:
-    """Give the sandbox user ownership of the work tree; return how many entries changed.
-
-    The worker (root) still reads and writes everything, and git is unaffected: the workspace's
-    git dir lives outside the work tree and is named explicitly, so no ownership check applies.
-    Already-owned entries cost one lstat each, so running this before every command is cheap.
-    """
-    changed = _grant(str(root), os.lstat(root), uid, gid)
-    stack = [str(root)]
-    while stack:
-        with os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                changed += _grant(entry.path, entry.stat(follow_symlinks=False), uid, gid)
-    return changed
-
-
-def _grant(path: str, st: os.stat_result, uid: int, gid: int) -> int:
-    """chown one entry (never through a symlink) unless it is already the sandbox user's."""
-    if (st.st_uid, st.st_gid) == (uid, gid):
-        return 0
-    if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
-        return 0  # a hard link may share its inode with a file outside the workspace
-    os.chown(path, uid, gid, follow_symlinks=False)
-    return 1
 
 
 class DockerSandbox:
@@ -249,7 +221,7 @@ class DockerSandbox:
         for stdout in (True, False):
             # one buffered read: podman 4.3 drops the rest of a streamed log its reader lags on
             data = container.logs(stdout=stdout, stderr=not stdout)
-            text = _BoundedText(self.policy.output_limit)
+            text = BoundedText(self.policy.output_limit)
             text.feed(data, final=True)
             texts.append(text.text())
         return texts[0], texts[1]
