@@ -29,7 +29,7 @@ from runner.model.script import (
 from runner.model.scripted import ScriptedModel
 
 MODEL = "claude-sonnet-4-6"
-KEY = "sk-ant-test-0123456789abcdef"
+KEY = "sk-ant-" + "test-0123456789abcdef"  # fake, built at run time
 SYSTEM = "You are nightcrew. Fix the issue, run the tests, keep the diff small."
 TOOLS: list[dict[str, Any]] = [
     {
@@ -281,7 +281,7 @@ def test_a_malformed_conversation_is_a_400_model_error_not_retried(
 
 
 def test_a_rejected_key_is_a_401_model_error_without_the_key(server: FakeMessagesServer) -> None:
-    wrong = "sk-ant-wrong-key-fedcba9876543210"
+    wrong = "sk-ant-" + "wrong-key-fedcba9876543210"
     with pytest.raises(ModelAPIError) as caught:
         ask(adapter(server, api_key=wrong))
     assert caught.value.status_code == 401 and not caught.value.retryable

