@@ -529,7 +529,9 @@ class _Run:
 def sandbox_env(extra: Mapping[str, str]) -> dict[str, str]:
     """The complete environment inside the sandbox: a fixed, secret-free set plus the policy's."""
     env = {
-        "PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin",
+        # The repo's own environment, when setup made one, comes before nightcrew's toolchain.
+        "PATH": (f"{WORKSPACE_MOUNT}/.venv/bin:{WORKSPACE_MOUNT}/node_modules/.bin:"
+                 f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin"),
         "HOME": SANDBOX_HOME,
         "LANG": "C.UTF-8",
         "TMPDIR": "/tmp",

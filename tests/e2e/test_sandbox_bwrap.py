@@ -84,7 +84,7 @@ def test_worker_secrets_stay_out(sandbox: MakeSandbox, monkeypatch: pytest.Monke
     assert CANARY not in result.stdout
     assert "NIGHTCREW_PHASE=test" in proc_part  # the probe really read environments in /proc
     assert "== /proc/1/environ" in proc_part  # and looked at PID 1, bwrap's own fork
-    assert f"PATH={sys.prefix}/bin:" in env_part
+    assert f":{sys.prefix}/bin:" in env_part and "PATH=/workspace/.venv/bin:" in env_part
     assert "HOME=/tmp/home" in env_part and "NIGHTCREW_PHASE=test" in env_part
     assert "GITHUB_TOKEN" not in env_part
 

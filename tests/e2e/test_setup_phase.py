@@ -178,3 +178,11 @@ def test_manifests_are_found_a_few_levels_down_but_not_in_dependencies(tmp_path:
     (ws / "app.py").write_text("print('changed')\n")  # code is not a manifest
     (ws / "node_modules" / "x" / "package.json").write_text('{"v": 2}\n')
     assert cache_key(ws, [DEPS]) == key
+
+
+def test_a_venv_made_by_setup_is_what_the_tests_run_with(tmp_path: Path) -> None:
+    workspace = make_repo(tmp_path / "ws")
+    result = run_setup(workspace, ["python -m venv --without-pip .venv"], boxed, tmp_path / "cache")
+    assert result.ok, result
+    which = BwrapSandbox(workspace).run(["sh", "-c", "command -v python"])
+    assert which.stdout.strip() == "/workspace/.venv/bin/python"
