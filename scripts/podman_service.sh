@@ -93,9 +93,14 @@ start_service() {
         return
     fi
     rm -f "$sock"
-    # setsid: the service must outlive this script and not share its terminal's signals
-    setsid podman system service --time=0 "unix://$sock" >"$dir/service.log" 2>&1 </dev/null &
-    echo $! >"$dir/podman.pid"
+    # setsid: the service must outlive this script and not share its terminal's signals.
+    # Run it from DIR: conmon drops an `oom` marker file into its working directory when a
+    # container is OOM-killed, which would otherwise litter the caller's checkout.
+    (
+        cd "$dir" || exit 1
+        setsid podman system service --time=0 "unix://$sock" >"$dir/service.log" 2>&1 </dev/null &
+        echo $! >"$dir/podman.pid"
+    )
     for _ in $(seq 100); do
         ping_socket "$sock" && return
         sleep 0.1
