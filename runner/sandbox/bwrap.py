@@ -221,11 +221,9 @@ class BwrapSandbox:
         self, argv: Sequence[str], *, cwd: str = ".", timeout: float | None = None
     ) -> ExecResult:
         """Run argv in the sandbox and return what it did; never raises for the command's own failures."""
-        if not argv:
-            raise ValueError("argv is empty")
-        inner_cwd = resolve_cwd(cwd)
-        if not (self.workspace / inner_cwd[len(WORKSPACE_MOUNT) :].lstrip("/")).is_dir():
-            return ExecResult(1, "", f"nightcrew sandbox: no such directory in the workspace: {cwd}\n", 0.0)
+        inner_cwd, missing = command_cwd(self.workspace, argv, cwd)
+        if missing is not None:
+            return missing
         if self.drops_to_nobody:
             # files the worker made since the last command (edits, checkouts) are root's
             grant_workspace(self.workspace, SANDBOX_UID, SANDBOX_GID)
@@ -524,6 +522,17 @@ class _Run:
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self.proc.stdout.close()
         self.proc.stderr.close()
+
+
+def command_cwd(workspace: Path, argv: Sequence[str], cwd: str) -> tuple[str, ExecResult | None]:
+    """The command's cwd inside the sandbox, or the result to return when it is no directory."""
+    if not argv:
+        raise ValueError("argv is empty")
+    inner_cwd = resolve_cwd(cwd)
+    if (workspace / inner_cwd[len(WORKSPACE_MOUNT) :].lstrip("/")).is_dir():
+        return inner_cwd, None
+    missing = ExecResult(1, "", f"nightcrew sandbox: no such directory in the workspace: {cwd}\n", 0.0)
+    return inner_cwd, missing
 
 
 def sandbox_env(extra: Mapping[str, str]) -> dict[str, str]:

@@ -34,8 +34,8 @@ from runner.sandbox.bwrap import (
     BoundedText,
     SandboxError,
     SandboxUnavailable,
+    command_cwd,
     grant_workspace,
-    resolve_cwd,
     sandbox_env,
 )
 
@@ -127,11 +127,9 @@ class DockerSandbox:
         self, argv: Sequence[str], *, cwd: str = ".", timeout: float | None = None
     ) -> ExecResult:
         """Run argv in a new container and return what it did; never raises for the command's own failures."""
-        if not argv:
-            raise ValueError("argv is empty")
-        inner_cwd = resolve_cwd(cwd)
-        if not (self.workspace / inner_cwd[len(WORKSPACE_MOUNT) :].lstrip("/")).is_dir():
-            return ExecResult(1, "", f"nightcrew sandbox: no such directory in the workspace: {cwd}\n", 0.0)
+        inner_cwd, missing = command_cwd(self.workspace, argv, cwd)
+        if missing is not None:
+            return missing
         wall = self.policy.wall_seconds if timeout is None else timeout
         grant_workspace(self.workspace, *self.user)
         return self._execute(list(argv), inner_cwd, wall)
