@@ -227,7 +227,8 @@ def parse_cargo_test(text: str) -> TestCounts | None:
 
 _JEST_TESTS = re.compile(r"^Tests:\s+((?:\d+ \w+, )*\d+ total)\s*$", re.MULTILINE)
 _JEST_SUITE_ERROR = re.compile(r"^\s*● Test suite failed to run", re.MULTILINE)
-_JEST_WORDS = {"passed": "passed", "failed": "failed", "skipped": "skipped", "todo": "skipped"}
+# jest and vitest name their counts the same way; "todo" tests are not run.
+_JS_WORDS = {"passed": "passed", "failed": "failed", "skipped": "skipped", "todo": "skipped"}
 
 
 def parse_jest_summary(text: str) -> TestCounts | None:
@@ -236,13 +237,12 @@ def parse_jest_summary(text: str) -> TestCounts | None:
     matches = _JEST_TESTS.findall(plain)
     if not matches:
         return None
-    counts = _counts_from_words(_COUNT.findall(matches[-1]), _JEST_WORDS)
+    counts = _counts_from_words(_COUNT.findall(matches[-1]), _JS_WORDS)
     return counts + TestCounts(errors=len(_JEST_SUITE_ERROR.findall(plain)))
 
 
 _VITEST_TESTS = re.compile(r"^\s*Tests\s+((?:\d+ \w+(?: \| )?)+)\s*\(\d+\)\s*$", re.MULTILINE)
 _VITEST_ERRORS = re.compile(r"Failed Suites (\d+)|^\s*Errors\s+(\d+) errors?", re.MULTILINE)
-_VITEST_WORDS = {"passed": "passed", "failed": "failed", "skipped": "skipped", "todo": "skipped"}
 
 
 def parse_vitest_summary(text: str) -> TestCounts | None:
@@ -251,7 +251,7 @@ def parse_vitest_summary(text: str) -> TestCounts | None:
     matches = _VITEST_TESTS.findall(plain)
     if not matches:
         return None
-    counts = _counts_from_words(_COUNT.findall(matches[-1]), _VITEST_WORDS)
+    counts = _counts_from_words(_COUNT.findall(matches[-1]), _JS_WORDS)
     errors = sum(int(suites or unhandled) for suites, unhandled in _VITEST_ERRORS.findall(plain))
     return counts + TestCounts(errors=errors)
 
