@@ -11,8 +11,8 @@ both the same signed `issues.labeled` deliveries (GitHub's example body, distinc
   (no coordinated omission). Its own lag behind the schedule is printed too.
 - saturation: `wrk -t2 -c64` with a Lua script cycling through pre-signed deliveries.
 
-After each phase against the app it counts the RQ jobs in the intake queue: every delivery sent
-must be exactly one job (deliveries unanswered when wrk stopped are redelivered first, as GitHub
+After each phase against the app it pumps the inbox into RQ intake jobs, as a worker does, and
+counts them: every delivery sent must be exactly one job (deliveries unanswered when wrk stopped are redelivered first, as GitHub
 would), and a sample of accepted deliveries is redelivered and must create no job.
 
 Usage: .venv/bin/python bench/ingress.py [--rate 1000] [--fixed-seconds 8] [--sat-seconds 8]
@@ -367,9 +367,9 @@ def send_sequential(s: Servers, port: int, rows: list[Row]) -> list[tuple[int, d
 
 def wait_queue_settled(s: Servers) -> None:
     """Wait until the app has finished the requests still in flight when the sender stopped."""
-    from github_app.queue import INTAKE_QUEUE
+    from github_app.inbox import INBOX_KEY
 
-    key = f"rq:queue:{INTAKE_QUEUE}"
+    key = INBOX_KEY
     last, stable_since = -1, time.monotonic()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -382,12 +382,18 @@ def wait_queue_settled(s: Servers) -> None:
 
 
 def intake_deliveries(s: Servers) -> tuple[list[str], int]:
-    """Delivery ids of the intake jobs, and how many jobs do not match their delivery's issue."""
+    """Delivery ids of the intake jobs, and how many jobs do not match their delivery's issue.
+
+    First the inbox is pumped into intake jobs as a worker would (after the load, so the pump's
+    work is not counted against the web process's throughput).
+    """
     from rq import Queue
     from rq.job import Job
 
-    from github_app.queue import INTAKE_JOB, INTAKE_QUEUE
+    from github_app.inbox import DELIVERY_TTL_S, Pump
+    from github_app.queue import INTAKE_JOB, INTAKE_QUEUE, RQJobQueue
 
+    Pump(s.connection, RQJobQueue(s.connection), owner="bench", keep_s=DELIVERY_TTL_S).drain()
     ids = Queue(INTAKE_QUEUE, connection=s.connection).get_job_ids()
     deliveries, mismatched = [], 0
     for start in range(0, len(ids), 2000):

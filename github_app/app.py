@@ -1,13 +1,17 @@
 """The web app: ``POST /webhooks`` and ``GET /healthz``.
 
-Ingress makes no GitHub API call: verify, parse, route, enqueue the intake job, answer.
+Ingress makes no GitHub API call: verify, parse, route, append to the inbox (one Redis round
+trip, which is also the dedupe), answer. Workers turn inbox entries into intake jobs.
 Serve with ``uvicorn --factory github_app.app:create_app`` or ``nightcrew serve``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis
@@ -16,9 +20,11 @@ from fastapi.responses import JSONResponse
 
 from github_app import logs
 from github_app.events import IssuesEvent, parse_event
+from github_app.inbox import DELIVERY_TTL_S, BatchingInbox, Entry
 from github_app.label_cache import TriggerLabels
-from github_app.queue import INSTALLATION_JOB, INTAKE_JOB, INTAKE_QUEUE, JobQueue, RQJobQueue
-from github_app.redis_conn import connect
+from github_app.queue import INSTALLATION_JOB, INTAKE_JOB
+from github_app.redis_conn import connect_url
+from github_app.redis_conn import redis_url as configured_redis_url
 from github_app.routing import (
     Command,
     Ignore,
@@ -32,23 +38,30 @@ from github_app.settings import Settings, load_settings
 from github_app.signatures import verify
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
-DELIVERY_TTL_S = 3 * 24 * 3600  # GitHub redelivers up to three days back
+_PLAIN_DELIVERY = re.compile(r"[A-Za-z0-9-]{1,64}")
 log = logs.get("nightcrew.ingress")
 
 
 def create_app(
     settings: Settings | None = None,
     *,
-    connection: redis.Redis | None = None,
-    queue: JobQueue | None = None,
+    redis_url: str | None = None,
 ) -> FastAPI:
-    """Build the web app; refuses to start without a webhook secret."""
+    """Build the web app; refuses to start without a webhook secret or a reachable Redis."""
     settings = settings or load_settings()
     secrets = settings.require_webhook_secrets()
-    connection = connection if connection is not None else connect(settings)
-    jobs = queue if queue is not None else RQJobQueue(connection)
+    url = redis_url or configured_redis_url(settings)
+    connection = connect_url(url)
+    inbox = BatchingInbox(url, keep_s=DELIVERY_TTL_S)
     labels = TriggerLabels(connection)
-    app = FastAPI(title="nightcrew", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await inbox.aclose()
+
+    app = FastAPI(title="nightcrew", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -82,10 +95,9 @@ def create_app(
             return _answer(202, decision.reason, ignored=True)
         func, args, what = _job(decision, delivery, label)
         try:
-            # The delivery id is the intake job's id: dedupe and enqueue are one atomic step,
+            # The delivery id is the intake job's id: dedupe and append are one atomic step,
             # so a redelivery is never lost to a half-done write nor run twice.
-            first = jobs.enqueue_once(func, args, queue=INTAKE_QUEUE, job_id=_delivery_job_id(delivery, body),
-                                      keep_s=DELIVERY_TTL_S)
+            first = await inbox.accept(Entry(_delivery_job_id(delivery, body), func, args))
         except redis.RedisError:
             log.error("webhook.enqueue_failed", github_event=event, delivery=delivery)
             return _answer(503, "queue unavailable; redeliver later")
@@ -111,7 +123,7 @@ async def _read_capped(request: Request) -> bytes | None:
 
 def _delivery_job_id(delivery: str, body: bytes) -> str:
     """An RQ-safe job id for a delivery: GitHub's GUIDs as they are, anything else hashed."""
-    if delivery and len(delivery) <= 64 and all(c.isascii() and (c.isalnum() or c == "-") for c in delivery):
+    if _PLAIN_DELIVERY.fullmatch(delivery):
         return f"delivery-{delivery}"
     # A missing or odd delivery id: hash it with the body, so a retry of the same delivery is
     # still recognised and two different deliveries never collide.

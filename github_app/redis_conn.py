@@ -138,7 +138,11 @@ def redis_url(settings: Settings) -> str:
 
 def connect(settings: Settings) -> redis.Redis:
     """A client for the configured Redis, checked with a PING."""
-    url = redis_url(settings)
+    return connect_url(redis_url(settings))
+
+
+def connect_url(url: str) -> redis.Redis:
+    """A client for the Redis at ``url``, checked with a PING."""
     client = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
     try:
         client.ping()

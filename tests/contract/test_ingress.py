@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from rq import Queue
 
 from github_app.app import MAX_BODY_BYTES, create_app
 from github_app.devhub.webhook_schemas import webhook_example
 from github_app.label_cache import remember_trigger_label
-from github_app.queue import INSTALLATION_JOB, INTAKE_JOB, INTAKE_QUEUE
+from github_app.queue import INSTALLATION_JOB, INTAKE_JOB
 from github_app.settings import Settings, SettingsError
 from github_app.signatures import sign
+from tests.contract.inbox_helpers import pumped, redis_url
 
 SECRET = "test-secret-not-real"
 
@@ -25,7 +25,7 @@ SECRET = "test-secret-not-real"
 @pytest.fixture
 def client(connection: redis.Redis, tmp_path: Path) -> TestClient:
     settings = Settings(webhook_secrets=[SECRET], data_dir=tmp_path)
-    return TestClient(create_app(settings, connection=connection))
+    return TestClient(create_app(settings, redis_url=redis_url(connection)))
 
 
 def deliver(client: TestClient, event: str, payload: dict[str, Any] | bytes, *,
@@ -47,7 +47,7 @@ def labeled_payload(label: str = "nightcrew") -> dict[str, Any]:
 
 
 def intake_jobs(connection: redis.Redis) -> list[Any]:
-    return Queue(INTAKE_QUEUE, connection=connection).get_jobs()
+    return pumped(connection)
 
 
 def test_real_labeled_payload_is_verified_and_enqueued(client: TestClient, connection: redis.Redis) -> None:
@@ -140,7 +140,7 @@ def test_healthz_reports_redis(client: TestClient) -> None:
 
 def test_app_refuses_to_start_without_a_webhook_secret(connection: redis.Redis, tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="NIGHTCREW_WEBHOOK_SECRET"):
-        create_app(Settings(data_dir=tmp_path), connection=connection)
+        create_app(Settings(data_dir=tmp_path), redis_url=redis_url(connection))
 
 
 def test_installation_events_enqueue_the_installation_job(client: TestClient, connection: redis.Redis) -> None:

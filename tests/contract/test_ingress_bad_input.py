@@ -20,13 +20,12 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from rq import Queue
 
 from github_app.app import MAX_BODY_BYTES, create_app
 from github_app.devhub.webhook_schemas import webhook_example
-from github_app.queue import INTAKE_QUEUE
 from github_app.settings import Settings
 from github_app.signatures import sign
+from tests.contract.inbox_helpers import pumped, redis_url
 
 SECRET = "test-secret-not-real"
 ROTATED = "next-secret-not-real"
@@ -36,7 +35,7 @@ Headers = list[tuple[str, str]]
 @pytest.fixture
 def app(connection: redis.Redis, tmp_path: Path) -> FastAPI:
     settings = Settings(webhook_secrets=[SecretStr(SECRET), SecretStr(ROTATED)], data_dir=tmp_path)
-    return create_app(settings, connection=connection)
+    return create_app(settings, redis_url=redis_url(connection))
 
 
 @pytest.fixture
@@ -68,7 +67,7 @@ def post(client: TestClient, body: bytes, headers: Headers | None = None) -> Any
 
 def queued(connection: redis.Redis) -> list[tuple[str, str, str]]:
     """The intake queue as (kind, task, args), in order."""
-    jobs = Queue(INTAKE_QUEUE, connection=connection).get_jobs()
+    jobs = pumped(connection)
     return [(j.args[0]["kind"], j.args[0]["task"], j.args[0]["args"]) for j in jobs]
 
 

@@ -58,7 +58,9 @@ def marker() -> Iterator[str]:
 def test_fork_bomb_is_contained_and_leaves_nothing(sandbox: MakeSandbox, marker: str) -> None:
     before = _our_cgroups()
 
-    result = sandbox(pids_max=256, wall_seconds=2.0).run(["bash", "-c", ":(){ :|:& };:; wait", marker])
+    # Every level waits for its children, so the top one is alive until the limit bites (the
+    # classic `:(){ :|:& };:` lets the top shell exit at once and the test race the bomb).
+    result = sandbox(pids_max=256, wall_seconds=2.0).run(["bash", "-c", ":(){ :|:& wait; };:", marker])
 
     # bash gives up once forks keep failing, or the wall time stops it: either way it is over
     assert result.killed in (None, "wall_timeout") and result.duration_s < 4, result
