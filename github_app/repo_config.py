@@ -92,6 +92,37 @@ class ApprovalPolicy(_Section):
         default=("dependencies", "workflows", "security", "architecture"),
         description="Change kinds that need a maintainer's `/nightcrew approve`.",
     )
+    security_paths: tuple[str, ...] = Field(
+        default=("**/auth/**", "**/security/**", "**/*secret*", "**/*crypto*", "**/permissions*",
+                 "SECURITY.md", "CODEOWNERS", ".github/CODEOWNERS"),
+        description="Glob patterns of security-sensitive paths (changes to them are `security`).",
+    )
+    architecture_files: int = Field(
+        default=15, ge=1, strict=True,
+        description="A change touching more files than this is `architecture`.",
+    )
+
+
+class ContextPolicy(_Section):
+    """The first context the agent sees: how much, from how many files."""
+
+    token_budget: int = Field(default=4_200, ge=500, le=100_000, strict=True,
+                              description="Tokens of initial context (conventions, code, tests).")
+    max_files_per_task: int = Field(default=15, ge=1, le=200, strict=True,
+                                    description="Files the initial context may quote from.")
+
+
+class AgentPolicy(_Section):
+    """The plan-act-test loop's limits."""
+
+    max_iterations: int = Field(default=30, ge=1, le=500, strict=True,
+                                description="Executor steps (model calls) per task.")
+    log_truncation_limit: int = Field(default=8_000, ge=500, le=200_000, strict=True,
+                                      description="Characters of command output the model sees (head + tail).")
+    repeat_failure_limit: int = Field(default=3, ge=2, le=20, strict=True,
+                                      description="Halt when the same failure repeats this many times.")
+    compact_at_tokens: int = Field(default=60_000, ge=2_000, le=1_000_000, strict=True,
+                                   description="Compact the conversation into a handoff summary past this size.")
 
 
 class ReviewPolicy(_Section):
@@ -122,6 +153,8 @@ class RepoConfig(_Section):
     )
     rules: tuple[str, ...] = Field(default=(), description="House conventions the agent must follow.")
     review: ReviewPolicy = Field(default_factory=ReviewPolicy, description="Review behaviour.")
+    context: ContextPolicy = Field(default_factory=ContextPolicy, description="Initial context size.")
+    agent: AgentPolicy = Field(default_factory=AgentPolicy, description="Agent loop limits.")
 
 
 @dataclass(frozen=True)
