@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from github_app.github import Issue
+from runner.context import untrusted
 from runner.testrun import TestReport
 
-_HTML_COMMENT = re.compile(r"<!--.*?(-->|$)", re.DOTALL)
-# Zero-width and bidi-control characters hide instructions from the human reader.
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 MAX_ISSUE_CHARS = 8_000
 MAX_TEST_CHARS = 6_000
 
 
 def sanitize(text: str) -> str:
-    """Remove what a person reading the issue on GitHub cannot see."""
-    text = _HTML_COMMENT.sub("", text)
-    text = _INVISIBLE.sub("", text)
-    return text.strip()
+    """Remove what a person reading the issue on GitHub cannot see (``runner.context.untrusted``)."""
+    return untrusted.sanitize(text)
 
 
 def task_prompt(

@@ -22,6 +22,7 @@ ADAPTERS = {
     "runner/worker.py": {"rq"},
     "runner/demo.py": {"rq"},
     "runner/doctor.py": {"subprocess"},
+    "runner/context/rg.py": {"subprocess"},
 }
 
 
