@@ -1,8 +1,9 @@
 """The production ``ModelClient``: Anthropic's Messages API through the ``anthropic`` SDK.
 
-The stable prefix of every call (tool definitions, then the system prompt) carries
-``cache_control`` markers, so an agent loop pays full price for it once and a tenth of the
-input price on every later turn within the cache's five minutes.
+Every call carries ``cache_control`` markers on the stable prefix (tool definitions, then the
+system prompt) and on the last message block (see ``cache_sim.cache_marked_request``), so an
+agent loop pays full price for its conversation once and, within the cache's five minutes,
+a tenth of the input price for everything earlier turns already sent.
 
 Retries belong to the SDK (408, 409, 429, 5xx, 529 and connection errors, honouring
 ``retry-after``); what still fails afterwards becomes a ``ModelAPIError`` whose ``retryable``
@@ -12,16 +13,15 @@ tells the caller whether a later attempt (an RQ retry) may succeed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import anthropic
 from anthropic.types import Message as SDKMessage
-from anthropic.types import MessageParam, TextBlockParam, ToolUnionParam
 
 from runner.model import Message, ModelError, ModelReply, ToolCall, ToolSpec, Usage
+from runner.model.cache_sim import cache_marked_request
 from runner.model.prices import cost_usd
 
-EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
 # Statuses the SDK retries itself; reaching us means its retries ran out, not that the
 # request is wrong, so a later attempt may well succeed.
 _TRANSIENT_STATUSES = frozenset({408, 409, 429})
@@ -36,7 +36,11 @@ class ModelAPIError(ModelError):
 
 
 class AnthropicModel:
-    """``ModelClient`` on the Messages API, with prompt caching on tools and system."""
+    """``ModelClient`` on the Messages API, with prompt caching on tools, system and messages.
+
+    ``cache_messages=False`` leaves the conversation unmarked (only tools and system cached):
+    the behaviour before incremental caching, kept for comparisons in tests and benchmarks.
+    """
 
     def __init__(
         self,
@@ -46,11 +50,13 @@ class AnthropicModel:
         base_url: str | None = None,
         max_retries: int = 4,
         timeout: float = 120.0,
+        cache_messages: bool = True,
     ) -> None:
         # None lets the SDK read ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL: that is how the demo
         # points this adapter at the fake server without a code path of its own.
         self.model = model
         self._max_retries = max_retries
+        self._cache_messages = cache_messages
         self._client = _sdk_client(api_key, base_url, max_retries, timeout)
 
     def complete(
@@ -66,8 +72,7 @@ class AnthropicModel:
             response = self._client.messages.create(
                 model=self.model,
                 max_tokens=max_tokens,
-                messages=cast("list[MessageParam]", list(messages)),
-                **_cached_prefix(system, tools),
+                **self._request(system, messages, tools),
             )
         except anthropic.APIError as err:
             raise self._model_error(err) from err
@@ -80,12 +85,18 @@ class AnthropicModel:
         try:
             counted = self._client.messages.count_tokens(
                 model=self.model,
-                messages=cast("list[MessageParam]", list(messages)),
-                **_cached_prefix(system, tools),
+                **self._request(system, messages, tools),
             )
         except anthropic.APIError as err:
             raise self._model_error(err) from err
         return counted.input_tokens
+
+    def _request(
+        self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec]
+    ) -> dict[str, Any]:
+        """``system``, ``tools`` and ``messages`` arguments, copied, with cache breakpoints."""
+        # Plain dicts in the SDK's TypedDict shapes (MessageParam, TextBlockParam, ToolParam).
+        return cache_marked_request(system, messages, tools, cache_messages=self._cache_messages)
 
     def _model_error(self, err: anthropic.APIError) -> ModelAPIError:
         """A ModelAPIError that says what failed and whether to retry, never the key."""
@@ -119,24 +130,6 @@ def _sdk_client(
     if not (client.api_key or client.auth_token or client.credentials):
         raise ModelAPIError(missing, retryable=False)
     return client
-
-
-def _cached_prefix(system: str, tools: Sequence[ToolSpec]) -> dict[str, Any]:
-    """``system`` and ``tools`` arguments with cache markers ending the stable prefix."""
-    kwargs: dict[str, Any] = {}
-    if system:  # the API rejects an empty text block
-        block: TextBlockParam = {
-            "type": "text",
-            "text": system,
-            "cache_control": {"type": "ephemeral"},
-        }
-        kwargs["system"] = [block]
-    if tools:
-        # Copies: the caller's tool specs are reused across turns and must stay unmarked.
-        marked = [dict(t) for t in tools]
-        marked[-1]["cache_control"] = dict(EPHEMERAL)
-        kwargs["tools"] = cast("list[ToolUnionParam]", marked)
-    return kwargs
 
 
 def _status_error(err: anthropic.APIStatusError, max_retries: int) -> ModelAPIError:

@@ -3,7 +3,6 @@ script, checking each request like the real API, recording what it saw."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Mapping, Sequence
@@ -14,17 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runner.model import Usage
-from runner.model.api_checks import cache_marker_count, request_violation
-from runner.model.script import (
-    ScriptStep,
-    estimate_input,
-    estimate_tokens,
-    estimated_usage,
-    reply_blocks,
-    system_text,
-    usage_to_json,
-    without_cache_control,
-)
+from runner.model.api_checks import request_violation
+from runner.model.cache_sim import PromptCache, as_cache, cached_usage
+from runner.model.script import ScriptStep, estimate_input, reply_blocks, usage_to_json
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -73,9 +64,11 @@ class FakeMessagesServer:
     """A local Anthropic Messages API that replies from a script and checks every request.
 
     ``api_key``: when set, requests must carry exactly that key (``x-api-key`` or
-    ``Authorization: Bearer``), else 401. ``simulate_cache``: the first request with a
-    cache-marked tools/system prefix reports it as cache writes, identical later ones as cache
-    reads, as the API would; off by default so usage matches ``ScriptedModel``'s.
+    ``Authorization: Bearer``), else 401. ``cache``: True (default) bills the input of steps
+    without scripted usage through this server's own ``PromptCache`` (cache writes and reads
+    at the request's breakpoints, as the API would), False reports it all as plain input, a
+    ``PromptCache`` uses that one (to inject a clock or a minimum). ``ScriptedModel`` does the
+    same, so both players report the same usage for the same conversation.
     """
 
     def __init__(
@@ -83,7 +76,7 @@ class FakeMessagesServer:
         steps: Sequence[ScriptStep] = (),
         *,
         api_key: str | None = None,
-        simulate_cache: bool = False,
+        cache: bool | PromptCache = True,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -93,8 +86,7 @@ class FakeMessagesServer:
         self._served = 0
         self._tool_calls = 0
         self._api_key = api_key
-        self._simulate_cache = simulate_cache
-        self._cached_prefixes: set[str] = set()
+        self._cache = as_cache(cache)
         self._failures: list[_Failure] = []
         self._lock = threading.Lock()
         self._address = (host, port)
@@ -246,7 +238,7 @@ class FakeMessagesServer:
         ids = [f"toolu_fake_{self._tool_calls + n}" for n in range(1, len(step.tool_calls) + 1)]
         self._tool_calls += len(step.tool_calls)
         blocks = reply_blocks(step, ids)
-        usage = step.usage or self._usage(body, blocks)
+        usage = step.usage or cached_usage(body, blocks, self._cache)
         return _Answer(
             200,
             {
@@ -261,35 +253,6 @@ class FakeMessagesServer:
             },
             {"request-id": f"req_fake_{len(self.requests) + 1}"},
         )
-
-    def _usage(self, body: Mapping[str, Any], blocks: Sequence[Mapping[str, Any]]) -> Usage:
-        """Estimated usage, with the cache-marked prefix billed as a cache write or read."""
-        usage = estimated_usage(body, blocks)
-        if not self._simulate_cache:
-            return usage
-        prefix_key, prefix_tokens = _cached_prefix(body)
-        if prefix_key is None or prefix_tokens == 0:
-            return usage
-        uncached = max(usage.input_tokens - prefix_tokens, 1)
-        if prefix_key in self._cached_prefixes:
-            return Usage(uncached, usage.output_tokens, cache_read_tokens=prefix_tokens)
-        self._cached_prefixes.add(prefix_key)
-        return Usage(uncached, usage.output_tokens, cache_write_tokens=prefix_tokens)
-
-
-def _cached_prefix(body: Mapping[str, Any]) -> tuple[str | None, int]:
-    """The cache key and size of the marked tools/system prefix (cache order: tools, system)."""
-    tools = without_cache_control(body.get("tools"))
-    system = system_text(body.get("system"))
-    if cache_marker_count(body.get("system")):
-        parts: list[Any] = [tools, system]
-    elif cache_marker_count(body.get("tools")):
-        parts = [tools]
-    else:
-        return None, 0
-    tokens = estimate_tokens(parts[0]) + (estimate_tokens(parts[1]) if len(parts) > 1 else 0)
-    digest = hashlib.sha256(json.dumps([body.get("model"), parts], sort_keys=True).encode())
-    return digest.hexdigest(), tokens
 
 
 def _wire_usage(usage: Usage) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,9 +135,24 @@ def load_script(path: str | Path) -> list[ScriptStep]:
 
 
 def dump_script(steps: Sequence[ScriptStep], path: str | Path) -> None:
-    """Write ``steps`` as JSON so another process can load them."""
-    text = json.dumps([s.to_json() for s in steps], indent=2, ensure_ascii=False)
-    Path(path).write_text(text + "\n", encoding="utf-8")
+    """Write ``steps`` as JSON so another process can load them.
+
+    Atomically (a temporary file beside ``path``, then a rename): ``RecordingModel`` rewrites
+    the file after every call, and a run killed mid-write must leave the previous script, not
+    half of the new one.
+    """
+    target = Path(path)
+    text = json.dumps([s.to_json() for s in steps], indent=2, ensure_ascii=False) + "\n"
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 # ---------------------------------------------------------------------------------------------

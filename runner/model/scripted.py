@@ -1,7 +1,10 @@
 """A model that plays a script in-process: for tests, demos and benchmarks, with no network.
 
 ``FakeMessagesServer`` (``runner.model.fake_server``) plays the same script over HTTP, so the
-production Anthropic adapter runs unchanged against it.
+production Anthropic adapter runs unchanged against it. This player stands in for adapter and
+API together: it places the adapter's cache breakpoints and, for steps without scripted usage,
+bills the input through a simulated prompt cache (``runner.model.cache_sim``), so both players
+report the same usage for the same conversation.
 """
 
 from __future__ import annotations
@@ -11,20 +14,32 @@ from typing import Any
 
 from runner.model import Message, ModelError, ModelReply, ToolCall, ToolSpec
 from runner.model.api_checks import request_violation
+from runner.model.cache_sim import PromptCache, as_cache, cache_marked_request, cached_usage
 from runner.model.prices import cost_usd
-from runner.model.script import (
-    ScriptStep,
-    estimated_usage,
-    reply_blocks,
-)
+from runner.model.script import ScriptStep, reply_blocks
 
 
 class ScriptedModel:
-    """A ``ModelClient`` that answers each call with the script's next step."""
+    """A ``ModelClient`` that answers each call with the script's next step.
 
-    def __init__(self, steps: Sequence[ScriptStep], *, model: str = "scripted") -> None:
+    ``cache``: True (default) bills unscripted usage through a fresh ``PromptCache`` of this
+    instance, False reports it all as plain input, a ``PromptCache`` uses that one (to inject
+    a clock or a minimum). ``cache_messages`` mirrors ``AnthropicModel``'s flag of that name.
+    ``requests`` records each request as the caller gave it, without cache markers.
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[ScriptStep],
+        *,
+        model: str = "scripted",
+        cache: bool | PromptCache = True,
+        cache_messages: bool = True,
+    ) -> None:
         self.model = model
         self.requests: list[dict[str, Any]] = []
+        self._cache = as_cache(cache)
+        self._cache_messages = cache_messages
         self._steps = list(steps)
         self._served = 0
         self._tool_calls = 0
@@ -43,19 +58,23 @@ class ScriptedModel:
         max_tokens: int = 4096,
     ) -> ModelReply:
         """Check the request like the API would, then reply with the next step."""
-        body = _request_body(self.model, system, messages, tools, max_tokens)
-        self.requests.append(body)
+        self.requests.append(_request_body(self.model, system, messages, tools, max_tokens))
+        marked = cache_marked_request(
+            system, messages, tools, cache_messages=self._cache_messages
+        )
+        body = {"model": self.model, "max_tokens": max_tokens, **marked}
         problem = request_violation(body)
         if problem:
             raise ModelError(f"model API answered 400 invalid_request_error: {problem}")
         step = self._next_step()
         ids = self._next_tool_ids(len(step.tool_calls))
         blocks = reply_blocks(step, ids)
-        usage = step.usage or estimated_usage(body, blocks)
+        usage = step.usage or cached_usage(body, blocks, self._cache)
+        calls = [ToolCall(i, c.name, dict(c.input)) for i, c in zip(ids, step.tool_calls, strict=True)]
         return ModelReply(
             model=self.model,
             text=step.text,
-            tool_calls=[ToolCall(i, c.name, dict(c.input)) for i, c in zip(ids, step.tool_calls, strict=False)],
+            tool_calls=calls,
             usage=usage,
             stop_reason=step.resolved_stop_reason,
             cost_usd=cost_usd(self.model, usage),

@@ -17,8 +17,9 @@ import pytest
 
 from runner.model import Message, ModelClient, ModelError, ModelReply, Usage
 from runner.model.anthropic import AnthropicModel, ModelAPIError
+from runner.model.api_checks import cache_marker_count
+from runner.model.cache_sim import cache_read_share
 from runner.model.fake_server import FakeMessagesServer
-from runner.model.prices import cost_usd
 from runner.model.script import (
     ScriptedCall,
     ScriptStep,
@@ -179,21 +180,111 @@ def test_system_and_last_tool_carry_cache_markers(server: FakeMessagesServer) ->
     assert "cache_control" not in TOOLS[-1], "the caller's tool specs must stay unmarked"
 
 
-def test_second_turn_reads_the_prefix_the_first_wrote() -> None:
-    with FakeMessagesServer(THREE_TURNS, api_key=KEY, simulate_cache=True) as server:
-        replies, _ = converse(adapter(server))
+def test_the_last_message_block_carries_a_cache_marker(server: FakeMessagesServer) -> None:
+    server.add_steps([ScriptStep(text="ok")])
+    messages: list[Message] = [{"role": "user", "content": "go"}]
 
-    first, *later = replies
-    assert first.usage.cache_write_tokens > 0 and first.usage.cache_read_tokens == 0
-    for reply in later:
-        assert reply.usage.cache_read_tokens == first.usage.cache_write_tokens
-        assert reply.usage.cache_write_tokens == 0
-        uncached = dataclasses.replace(
-            reply.usage,
-            input_tokens=reply.usage.input_tokens + reply.usage.cache_read_tokens,
-            cache_read_tokens=0,
-        )
-        assert reply.cost_usd < cost_usd(MODEL, uncached)
+    adapter(server).complete(system=SYSTEM, messages=messages, tools=TOOLS)
+
+    sent = server.requests[0].body["messages"]
+    assert sent == [
+        {"role": "user",
+         "content": [{"type": "text", "text": "go", "cache_control": {"type": "ephemeral"}}]}
+    ]
+    assert messages == [{"role": "user", "content": "go"}], "the caller's messages stay unmarked"
+
+
+def test_cache_messages_false_marks_only_tools_and_system(server: FakeMessagesServer) -> None:
+    server.add_steps([ScriptStep(text="ok")])
+    ask(adapter(server, cache_messages=False), TOOLS)
+
+    body = server.requests[0].body
+    assert body["messages"] == [{"role": "user", "content": "go"}]
+    assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
+
+
+def test_caller_markers_stay_within_the_apis_four(server: FakeMessagesServer) -> None:
+    server.add_steps([ScriptStep(text="ok")])
+    replies, messages = converse(ScriptedModel(THREE_TURNS, model=MODEL))
+    for message in messages[:4]:  # a caller that marks blocks of its own
+        if isinstance(message["content"], list):
+            message["content"][-1]["cache_control"] = {"type": "ephemeral"}
+
+    adapter(server).complete(system=SYSTEM, messages=messages, tools=TOOLS)
+
+    assert server.violations == []
+    body = server.requests[0].body
+    markers = [cache_marker_count(body[part]) for part in ("tools", "system")] + [
+        cache_marker_count(m["content"]) for m in body["messages"]
+    ]
+    assert sum(markers) == 4 and markers[-1] == 1, "the newest marker is the adapter's own"
+
+
+# A conversation long enough to cache: a ~1.6k-token system prompt, ~500-token tool results.
+LONG_SYSTEM = SYSTEM + " Read before you edit; explain each change in the PR body." * 110
+LONG_OUTPUT = "def add(a, b):\n    return a + b  # the implementation under test\n" * 30
+TWELVE_TURNS = [
+    ScriptStep(
+        text=f"Step {n}: reading the next file.",
+        tool_calls=(ScriptedCall("read_file", {"path": f"src/module_{n}.py"}),),
+    )
+    for n in range(1, 12)
+] + [ScriptStep(text="Fixed the off-by-one; all tests pass.")]
+
+
+def converse_long(model: ModelClient) -> list[ModelReply]:
+    """Twelve model calls with large tool results, as a real agent run would make them."""
+    messages: list[Message] = [{"role": "user", "content": "Fix issue #7: off-by-one in app.py"}]
+    replies: list[ModelReply] = []
+    for _ in range(len(TWELVE_TURNS)):
+        reply = model.complete(system=LONG_SYSTEM, messages=messages, tools=TOOLS)
+        replies.append(reply)
+        if not reply.tool_calls:
+            break
+        messages.append(assistant_turn(reply))
+        messages.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": c.id, "content": f"{c.input}\n{LONG_OUTPUT}"}
+            for c in reply.tool_calls
+        ]})
+    return replies
+
+
+def test_incremental_caching_reads_most_of_every_later_turn_from_the_cache() -> None:
+    with FakeMessagesServer(TWELVE_TURNS, api_key=KEY) as server:
+        marked = converse_long(adapter(server))
+    with FakeMessagesServer(TWELVE_TURNS, api_key=KEY) as server:
+        prefix_only = converse_long(adapter(server, cache_messages=False))
+
+    assert len(marked) == len(prefix_only) == 12
+    share, baseline = (cache_read_share([r.usage for r in rs]) for rs in (marked, prefix_only))
+    # Measured: 0.894 with the last-message breakpoint, 0.310 with tools + system only.
+    assert share >= 0.85 and baseline <= 0.4, (share, baseline)
+    first, second = marked[0].usage, marked[1].usage
+    assert first.cache_read_tokens == 0 and first.cache_write_tokens > 1024
+    # The first turn's string went out as a marked text block, a few characters longer.
+    assert first.cache_write_tokens - 10 < second.cache_read_tokens <= first.cache_write_tokens
+    for reply in marked[1:]:
+        assert 0 < reply.usage.cache_write_tokens < 700, "each turn writes only its new tail"
+    assert sum(r.cost_usd for r in marked) < sum(r.cost_usd for r in prefix_only)
+
+
+def test_both_players_bill_the_same_cached_usage() -> None:
+    with FakeMessagesServer(TWELVE_TURNS, api_key=KEY) as server:
+        over_http = converse_long(adapter(server))
+    in_process = converse_long(ScriptedModel(TWELVE_TURNS, model=MODEL))
+
+    assert [r.usage for r in in_process] == [r.usage for r in over_http]
+    assert sum(r.usage.cache_read_tokens for r in in_process) > 0
+
+
+def test_cache_false_bills_everything_as_input() -> None:
+    with FakeMessagesServer(TWELVE_TURNS, api_key=KEY, cache=False) as server:
+        over_http = converse_long(adapter(server))
+    in_process = converse_long(ScriptedModel(TWELVE_TURNS, model=MODEL, cache=False))
+
+    for replies in (over_http, in_process):
+        assert all(r.usage.cache_read_tokens == r.usage.cache_write_tokens == 0 for r in replies)
+    assert [r.usage for r in in_process] == [r.usage for r in over_http]
 
 
 def test_key_goes_in_a_bearer_header_and_is_never_recorded(server: FakeMessagesServer) -> None:
