@@ -119,7 +119,7 @@ class AgentPolicy(_Section):
                                 description="Executor steps (model calls) per task.")
     log_truncation_limit: int = Field(default=8_000, ge=500, le=200_000, strict=True,
                                       description="Characters of command output the model sees (head + tail).")
-    repeat_failure_limit: int = Field(default=3, ge=2, le=20, strict=True,
+    repeat_failure_limit: int = Field(default=4, ge=2, le=20, strict=True,
                                       description="Halt when the same failure repeats this many times.")
     compact_at_tokens: int = Field(default=60_000, ge=2_000, le=1_000_000, strict=True,
                                    description="Compact the conversation into a handoff summary past this size.")

@@ -43,7 +43,11 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     trigger_label: str = Field(default="nightcrew", validation_alias="NIGHTCREW_TRIGGER_LABEL")
     app_slug: str = Field(default="nightcrew", validation_alias="NIGHTCREW_APP_SLUG")
-    planner_model: str = Field(default="claude-sonnet-4-5", validation_alias="NIGHTCREW_MODEL")
+    # Strong plans, cheaper executes, cheapest summarizes; a repo's `models:` overrides each.
+    planner_model: str = Field(default="claude-opus-4-5", validation_alias="NIGHTCREW_MODEL")
+    executor_model: str = Field(default="claude-sonnet-4-5", validation_alias="NIGHTCREW_EXECUTOR_MODEL")
+    summarizer_model: str = Field(default="claude-haiku-4-5",
+                                  validation_alias="NIGHTCREW_SUMMARIZER_MODEL")
     cap_per_installation: int = Field(
         default=3, ge=1, validation_alias="NIGHTCREW_CAP_PER_INSTALLATION"
     )

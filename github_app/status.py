@@ -6,10 +6,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 MARKER = "<!-- nightcrew:status -->"
-State = Literal["queued", "running", "pr_opened", "done", "failed", "no_change"]
+State = Literal["queued", "running", "pr_opened", "done", "failed", "no_change", "needs_approval",
+                "paused"]
 LABELS: dict[State, str] = {
     "queued": "nightcrew:queued",
     "running": "nightcrew:running",
+    "needs_approval": "nightcrew:needs-approval",
+    "paused": "nightcrew:paused",
     "pr_opened": "nightcrew:done",
     "done": "nightcrew:done",
     "no_change": "nightcrew:failed",
@@ -23,6 +26,8 @@ _HEADLINES: dict[State, str] = {
     "done": "✅ **done**",
     "no_change": "⚠️ **stopped without a change**",
     "failed": "❌ **failed**",
+    "needs_approval": "✋ **needs approval**",
+    "paused": "⏸️ **paused**",
 }
 
 
@@ -50,6 +55,8 @@ class StatusView:
     pr_url: str | None = None
     commits: tuple[str, ...] = field(default_factory=tuple)
     queue_position: int | None = None
+    plan_item: str = ""  # what the agent is on now
+    note: str = ""  # e.g. the budget warning, or that hidden text was removed from the issue
 
 
 def render(view: StatusView) -> str:
@@ -59,11 +66,15 @@ def render(view: StatusView) -> str:
         lines.append(f"Queued · position {view.queue_position}.")
     if view.detail:
         lines.append(view.detail)
+    if view.note:
+        lines.append(f"> {view.note}")
     if view.plan:
         lines += ["", "**Plan**"]
         lines += [f"- [{'x' if s.done else ' '}] {s.text}" for s in view.plan]
     if view.state != "queued":
         lines += ["", _progress_line(view)]
+    if view.plan_item and view.state == "running":
+        lines.append(f"Now: {view.plan_item}")
     if view.tests_before or view.tests_after:
         lines.append(f"Tests: before {view.tests_before or '—'} · after {view.tests_after or '—'}")
     if view.commits:

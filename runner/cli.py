@@ -100,6 +100,48 @@ def demo(
 
 
 @app.command()
+def context(
+    repo: Annotated[Path, typer.Option(help="The repository (a checkout) to gather context from.")],
+    issue_file: Annotated[Path, typer.Option(help="Markdown file: `# title`, then the body.")],
+    budget: Annotated[int | None, typer.Option(help="Token budget (default: the repo's config, else 4,200).")] = None,
+    max_files: Annotated[int | None, typer.Option(help="Most files to quote (default: config, else 15).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    estimate: Annotated[bool, typer.Option(help="Add the expected tokens and dollars of a run.")] = False,
+) -> None:
+    """Show exactly what the agent would see first, without any model call."""
+    from runner.context.command import context_command
+
+    code, text = context_command(repo, issue_file, budget, max_files, as_json=json_output,
+                                 estimate=estimate)
+    typer.echo(text, err=code != 0)
+    raise typer.Exit(code)
+
+
+@app.command(name="run")
+def run_command(
+    task: Annotated[str | None, typer.Argument(help="What to do, as an issue would say it.")] = None,
+    repo: Annotated[Path, typer.Option(help="The local git repository to work on.")] = Path("."),
+    issue_file: Annotated[Path | None, typer.Option(help="Markdown file: `# title`, then the body.")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="`scripted:FILE` to play a script, or a model id for every role (default: per role).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end.")] = False,
+) -> None:
+    """Run the agent on a local git repository, without GitHub; leaves a branch with the work."""
+    from runner.local import RunError, as_json, model_factory, read_task, render_summary, run_local
+
+    logs.configure(json=False, level=logging.WARNING)
+    settings = load_settings()
+    try:
+        report = run_local(repo, read_task(task, issue_file), model_factory(model),
+                           data_dir=settings.data_dir.resolve(), test_timeout_s=settings.test_timeout_s)
+    except RunError as exc:
+        typer.echo(f"nightcrew run: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(as_json(report) if json_output else render_summary(report))
+    raise typer.Exit(0 if report["outcome"] == "finished" and report["green"] else 1)
+
+
+@app.command()
 def doctor(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:

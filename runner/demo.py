@@ -73,11 +73,16 @@ SUMMARY = "`add` subtracted its arguments; it now returns `a + b`, and `test_add
 def demo_script() -> list[ScriptStep]:
     """What the scripted model answers, step by step: the fix a good model would make."""
     steps: list[dict[str, Any]] = [
+        {"text": "- [ ] Find why `add` returns the wrong sum in calc.py\n"
+                 "- [ ] Fix `add` with the smallest change\n"
+                 "- [ ] Run the tests\n"
+                 "Acceptance:\n- [ ] tests/test_calc.py::test_add passes; no other test fails"},
         {"text": "I'll run the tests first.", "tool_calls": [{"name": "run_tests", "input": {}}]},
         {"tool_calls": [{"name": "read_file", "input": {"path": "calc.py"}}]},
         {"text": "`add` subtracts; it should add.", "tool_calls": [{"name": "edit_file", "input": {
             "path": "calc.py", "search": "    return a - b\n", "replace": "    return a + b\n"}}]},
         {"tool_calls": [{"name": "run_tests", "input": {}}]},
+        {"tool_calls": [{"name": "mark_done", "input": {"items": [1, 2, 3]}}]},
         {"tool_calls": [{"name": "finish", "input": {"summary": SUMMARY}}]},
     ]
     return [ScriptStep.from_json(step) for step in steps]

@@ -6,7 +6,7 @@ from typing import Any
 
 from github_app.dispatch import advance
 from runner import wiring
-from runner.task import TaskConfig, run
+from runner.task import run
 
 
 def run_task(args: dict[str, Any]) -> dict[str, Any]:
@@ -16,9 +16,8 @@ def run_task(args: dict[str, Any]) -> dict[str, Any]:
     try:
         host = deps.host_for(task, args.get("installation_id"))
         outcome = run(
-            task, host=host, model=deps.model(), sandbox_for=deps.sandbox_for,
-            config=TaskConfig(data_dir=deps.settings.data_dir.resolve(),
-                              test_timeout_s=deps.settings.test_timeout_s),
+            task, host=host, models=deps.models(), sandbox_for=deps.sandbox_for,
+            config=deps.task_config(),
             status_comment=args.get("status_comment"),
         )
     finally:

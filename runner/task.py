@@ -7,8 +7,9 @@ pipeline runs in the worker, the demo and the tests.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,9 +18,12 @@ from github_app.github import GitHost, Issue
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
 from github_app.status import StatusView
 from github_app.tasks import TaskKey
-from runner.agent import Agent, StepEvent
+from runner.agent import Agent, AgentResult, LoopLimits, Plan, Roles, StepEvent
+from runner.budget import BudgetLimits, RunBudget
+from runner.context import ContextPackage, IssueText, build_context
+from runner.memory import FailureLog, FailureRecord
 from runner.model import ModelClient
-from runner.prompt import task_prompt
+from runner.safety import Change, ChangeStatus, Gate, classify_changes, gate
 from runner.sandbox import Sandbox
 from runner.setup import run_setup
 from runner.testrun import TestCommand, TestReport, detect_test_command, run_tests
@@ -92,12 +96,23 @@ class StatusReporter:
 @dataclass(frozen=True)
 class TaskConfig:
     data_dir: Path
-    max_steps: int = 30
     test_timeout_s: float = 600.0
+    planner_model: str = "claude-opus-4-5"
+    executor_model: str = "claude-sonnet-4-5"
+    summarizer_model: str = "claude-haiku-4-5"
+
+
+ModelFactory = Callable[[str], ModelClient]
+
+
+class Progress(Protocol):
+    """Where a run's progress goes: ``StatusView`` fields as keywords."""
+
+    def __call__(self, **changes: Any) -> None: ...
 
 
 def run(
-    task: TaskKey, *, host: GitHost, model: ModelClient, sandbox_for: SandboxFactory,
+    task: TaskKey, *, host: GitHost, models: ModelFactory, sandbox_for: SandboxFactory,
     config: TaskConfig, status_comment: int | None = None,
 ) -> TaskOutcome:
     """Run one task; report on the issue whatever happens."""
@@ -106,7 +121,7 @@ def run(
     reporter.update(force=True, state="running", detail="Checking out the repository…")
     outcome = TaskOutcome(str(task), "running", task.branch, reporter.comment_id)
     try:
-        _run(task, host, model, sandbox_for, config, reporter, outcome)
+        _run(task, host, models, sandbox_for, config, reporter, outcome)
     except TaskFailed as exc:
         _finish(reporter, outcome, "failed", str(exc))
     except Exception as exc:
@@ -116,13 +131,14 @@ def run(
 
 
 def _run(
-    task: TaskKey, host: GitHost, model: ModelClient, sandbox_for: SandboxFactory,
+    task: TaskKey, host: GitHost, models: ModelFactory, sandbox_for: SandboxFactory,
     config: TaskConfig, reporter: StatusReporter, outcome: TaskOutcome,
 ) -> None:
     issue = host.issue(task)
     repo = host.repository(task.owner, task.repo)
     repo_config = _repo_config(host, task)
     token = host.token()
+    memory = FailureLog(config.data_dir, task.owner, task.repo)
     with Workspaces(config.data_dir).checkout(
         clone_url=repo.clone_url, token=token, name=task.job_id, branch=task.branch,
         base_branch=repo.default_branch,
@@ -135,13 +151,49 @@ def _run(
                              "only when tests pass.")
         before = run_tests(sandbox, command, timeout=config.test_timeout_s)
         outcome.tests_before = before
-        reporter.update(force=True, detail="Working on the fix…", tests_before=_counts(before))
-        summary = _agent(issue, workspace, sandbox, command, model, config, reporter, outcome,
-                         repo_config.rules)
+        reporter.update(force=True, detail="Planning the fix…", tests_before=_counts(before))
+        result = run_agent(issue, workspace, sandbox, command, models, config, repo_config,
+                           reporter.update, outcome, memory)
+        if result.outcome == "needs_approval":
+            _finish(reporter, outcome, "needs_approval",
+                    f"{result.question}\n\nNothing was pushed.")
+            return
+        if result.outcome not in ("finished", "paused_budget"):
+            memory.record(_failure_record(task, result))
+            raise TaskFailed(f"The agent stopped: {result.stop_reason}.")
         after = run_tests(sandbox, command, timeout=config.test_timeout_s)
         outcome.tests_after = after
         reporter.update(tests_after=_counts(after))
-        _publish(task, host, repo.default_branch, workspace, token, issue, summary, reporter, outcome)
+        if result.outcome == "paused_budget":
+            _pause_for_budget(task, workspace, token, issue, result, reporter, outcome)
+            return
+        _publish(task, host, repo.default_branch, workspace, token, issue, result.summary, reporter,
+                 outcome)
+
+
+def _pause_for_budget(
+    task: TaskKey, workspace: Workspace, token: str, issue: Issue, result: AgentResult,
+    reporter: StatusReporter, outcome: TaskOutcome,
+) -> None:
+    """Wind down: keep what passes on the task branch, then stop as paused (resumable)."""
+    after = outcome.tests_after
+    kept = ""
+    if after is not None and after.green and workspace.changed_files():
+        sha = workspace.commit_all(f"WIP #{task.number}: {issue.title} (paused: budget)")
+        if sha:
+            outcome.commits.append(sha)
+            workspace.push(token)
+            reporter.update(commits=tuple(outcome.commits))
+            kept = f" The work so far passes the tests and is on branch `{task.branch}`."
+    _finish(reporter, outcome, "paused",
+            f"Paused: the budget is used up ({result.stop_reason}).{kept} Raise it with "
+            "`/nightcrew budget +$N` to continue.")
+
+
+def _failure_record(task: TaskKey, result: AgentResult) -> FailureRecord:
+    plan = result.plan.render() if result.plan else ""
+    return FailureRecord(task=f"issue #{task.number}", at=datetime.now(UTC).isoformat(timespec="seconds"),
+                         tried=plan[:400], failed=result.outcome, why=result.stop_reason[:400])
 
 
 def _repo_config(host: GitHost, task: TaskKey) -> RepoConfig:
@@ -169,27 +221,87 @@ def _setup(
     workspace.exclude(result.paths)  # setup output is never part of the change
 
 
-def _agent(
+def run_agent(
     issue: Issue, workspace: Workspace, sandbox: Sandbox, command: TestCommand,
-    model: ModelClient, config: TaskConfig, reporter: StatusReporter, outcome: TaskOutcome,
-    rules: Sequence[str],
-) -> str:
-    tools = Toolbox(workspace.path, sandbox, command, test_timeout=config.test_timeout_s)
+    models: ModelFactory, config: TaskConfig, repo_config: RepoConfig, progress: Progress,
+    outcome: TaskOutcome, memory: FailureLog,
+) -> AgentResult:
+    """Gather the context, then run the loop under the repo's budget, limits and approval gate.
+
+    Shared by the worker (progress = the status comment) and ``nightcrew run`` (the terminal).
+    """
+    policy = repo_config.agent
+    tools = Toolbox(workspace.path, sandbox, command, test_timeout=config.test_timeout_s,
+                    output_limit=policy.log_truncation_limit)
+    before = outcome.tests_before
+    context = build_context(
+        workspace.path, IssueText(issue.title, issue.body, author=issue.author,
+                                  origin=f"issue #{issue.number}"),
+        token_budget=repo_config.context.token_budget,
+        max_files=repo_config.context.max_files_per_task, rules=repo_config.rules,
+        memory=memory.render(), test_output=None if before is None or before.green else before.output,
+    )
+    removed = sum(context.removed.values())
+    note = f"Hidden text was removed from the issue before the agent saw it ({removed} part(s))." if removed else ""
+    budget = RunBudget(BudgetLimits.from_config(repo_config.budget))
+    limits = LoopLimits(max_iterations=min(policy.max_iterations, repo_config.budget.steps),
+                        log_truncation_limit=policy.log_truncation_limit,
+                        repeat_failure_limit=policy.repeat_failure_limit,
+                        compact_at_tokens=policy.compact_at_tokens)
 
     def on_step(event: StepEvent) -> None:
         outcome.steps, outcome.tokens, outcome.cost_usd = (
             event.step, event.usage.total_tokens, event.cost_usd
         )
-        reporter.update(step=event.step, max_steps=event.max_steps, tokens=outcome.tokens,
-                        cost_usd=event.cost_usd, detail=f"Last action: `{event.action}`")
+        progress(step=event.step, max_steps=event.max_steps, tokens=outcome.tokens,
+                 cost_usd=event.cost_usd, detail=f"Last action: `{event.action}`",
+                 plan_item=event.plan_item, plan=_plan_view(agent.result.plan),
+                 **({"note": event.note} if event.note else {}))
 
-    files = tools.files()
-    result = Agent(model, tools, max_steps=config.max_steps, on_step=on_step).run(
-        task_prompt(issue, outcome.tests_before, files, rules)
-    )
-    if not result.finished:
-        raise TaskFailed(f"The agent stopped: {result.stop_reason}.")
-    return result.summary
+    progress(note=note, budget_usd=repo_config.budget.usd)
+    agent = Agent(_roles(models, config, repo_config), tools, limits=limits, budget=budget,
+                  gate=lambda: approval_gate(workspace, repo_config), on_step=on_step)
+    result = agent.run(_brief(issue, context, before))
+    outcome.steps, outcome.tokens, outcome.cost_usd = (
+        result.steps, result.usage.total_tokens, result.cost_usd)
+    return result
+
+
+def _roles(models: ModelFactory, config: TaskConfig, repo_config: RepoConfig) -> Roles:
+    """Planner, executor and summarizer: the repo's choice, else the server's defaults."""
+    routing = repo_config.models
+    return Roles(planner=models(routing.model_for("planner", config.planner_model)),
+                 executor=models(routing.model_for("executor", config.executor_model)),
+                 summarizer=models(routing.model_for("summarizer", config.summarizer_model)))
+
+
+def approval_gate(workspace: Workspace, repo_config: RepoConfig) -> Gate | None:
+    """The question for a human when the change so far is of a kind the repo gates."""
+    changes = [Change(path, _CHANGE_STATUS.get(code, "modified")) for code, path in workspace.changes()]
+    kinds = classify_changes(changes, repo_config.approval,
+                             existing_top_level=workspace.top_level_at_base())
+    return gate(kinds, repo_config.approval)
+
+
+_CHANGE_STATUS: dict[str, ChangeStatus] = {"A": "added", "M": "modified", "D": "deleted",
+                                           "R": "renamed", "T": "modified"}
+
+
+def _brief(issue: Issue, context: ContextPackage, before: TestReport | None) -> str:
+    """The task as the planner and the executor first see it."""
+    lines = [f"Fix issue #{issue.number} of this repository. The issue and the repository "
+             "context follow."]
+    if before is not None:
+        lines.append(f"The test suite before any change: {_counts(before)}, {before.errors} errors "
+                     f"(exit {before.exit_code}).")
+    lines += ["", context.render()]
+    return "\n".join(lines)
+
+
+def _plan_view(plan: Plan | None) -> tuple[status.PlanStep, ...]:
+    if plan is None:
+        return ()
+    return tuple(status.PlanStep(item, n in plan.done) for n, item in enumerate(plan.items, 1))
 
 
 def _publish(

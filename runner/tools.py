@@ -7,6 +7,7 @@ out of it are refused); anything that executes repository code runs in the sandb
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from runner.edits import Edit, apply_edit
 from runner.model import ToolCall, ToolSpec
+from runner.safety import DEFAULT_POLICY, CommandPolicy, check_command
 from runner.sandbox import Sandbox
 from runner.testrun import TestCommand, TestReport, run_tests
 
@@ -68,6 +70,21 @@ TOOL_SPECS: list[ToolSpec] = [
         },
     },
     {
+        "name": "run_command",
+        "description": (
+            "Run a shell command (bash -c) in the repository's sandbox: no network, the repo at "
+            "the working directory. Destructive commands, pushing and history rewrites are refused."
+        ),
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "command": {"type": "string"},
+                "timeout_s": {"type": "integer", "minimum": 1, "maximum": 600},
+            },
+            "required": ["command"],
+        },
+    },
+    {
         "name": "run_tests",
         "description": "Run the repository's test suite in the sandbox and report the result.",
         "input_schema": {"type": "object", "properties": {}, "required": []},
@@ -102,9 +119,12 @@ class Toolbox:
 
     def __init__(
         self, workspace: Path, sandbox: Sandbox, test_command: TestCommand | Sequence[str] | None,
-        *, test_timeout: float | None = None,
+        *, test_timeout: float | None = None, output_limit: int = 8_000,
+        command_policy: CommandPolicy = DEFAULT_POLICY,
     ) -> None:
         self.root = workspace.resolve()
+        self.output_limit = output_limit
+        self.command_policy = command_policy
         self.sandbox = sandbox
         self.test_command = test_command
         self.test_timeout = test_timeout
@@ -112,7 +132,8 @@ class Toolbox:
         self._handlers: dict[str, Callable[[dict[str, Any]], Observation]] = {
             "read_file": self._read_file, "list_files": self._list_files,
             "search": self._search, "edit_file": self._edit_file,
-            "run_tests": self._run_tests, "finish": self._finish,
+            "run_command": self._run_command, "run_tests": self._run_tests,
+            "finish": self._finish,
         }
 
     @property
@@ -187,6 +208,18 @@ class Toolbox:
         path.write_text(result.text)
         return Observation(result.message)
 
+    def _run_command(self, args: dict[str, Any]) -> Observation:
+        command = str(args["command"])
+        verdict = check_command(command, self.command_policy)
+        if not verdict.allowed:
+            return Observation(verdict.reason, is_error=True)
+        timeout = min(float(args.get("timeout_s") or 120), 600.0)
+        result = self.sandbox.run(["bash", "-c", command], timeout=timeout)
+        head = f"exit {result.exit_code}" + (f" (killed: {result.killed})" if result.killed else "")
+        output = result.stdout + (f"\n[stderr]\n{result.stderr}" if result.stderr else "")
+        return Observation(f"{head}\n{truncate_middle(output, self.output_limit)}",
+                           is_error=result.exit_code != 0)
+
     def _run_tests(self, args: dict[str, Any]) -> Observation:
         if not self.test_command:
             return Observation("no test command is known for this repository", is_error=True)
@@ -194,10 +227,40 @@ class Toolbox:
         self.last_tests = report
         summary = (f"exit {report.exit_code}: {report.passed} passed, {report.failed} failed, "
                    f"{report.errors} errors")
-        return Observation(f"{summary}\n{report.output}")
+        output = truncate_middle(report.output, self.output_limit)
+        if report.green:
+            return Observation(f"{summary}\n{output}")
+        # A failing run is an error observation: the same failure twice is what the loop halts on.
+        names = failing_tests(report.output)
+        failing = ", ".join(names[:10]) if names else f"exit {report.exit_code}"
+        return Observation(f"tests fail: {failing}\n{summary}\n{output}", is_error=True)
 
     def _finish(self, args: dict[str, Any]) -> Observation:
         return Observation(str(args.get("summary") or "done"), finished=True)
+
+
+_FAILING = [
+    re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE),  # pytest -ra summary
+    re.compile(r"^\s*--- FAIL: (\S+)", re.MULTILINE),  # go test
+    re.compile(r"^test (\S+) \.\.\. FAILED", re.MULTILINE),  # cargo test
+    re.compile(r"^\s*[✕×] (.+?)(?: \(\d+ ?ms\))?$", re.MULTILINE),  # jest, vitest
+]
+
+
+def failing_tests(output: str) -> list[str]:
+    """Names of failing tests in a runner's output (sorted, unique), for "same failure" checks."""
+    names = {m.group(1).strip() for pattern in _FAILING for m in pattern.finditer(output)}
+    return sorted(names)
+
+
+def truncate_middle(text: str, limit: int) -> str:
+    """At most ``limit`` characters: the head and the tail, where errors and summaries are."""
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    tail = limit - head
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n… ({cut} characters cut) …\n{text[-tail:]}"
 
 
 def _describe(exc: Exception) -> str:

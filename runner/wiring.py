@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from runner.model.anthropic import AnthropicModel
 from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
 from runner.setup import setup_policy
-from runner.task import TaskOutcome
+from runner.task import TaskConfig, TaskOutcome
 
 
 @dataclass
@@ -36,12 +37,26 @@ class Dependencies:
         installation = installation_id or app.installation_for(task.owner, task.repo)
         return app.host(int(installation))
 
-    def model(self) -> ModelClient:
-        """The Anthropic adapter (ANTHROPIC_BASE_URL may point it at a local stand-in)."""
+    def models(self) -> Callable[[str], ModelClient]:
+        """Model id → the Anthropic adapter for it (ANTHROPIC_BASE_URL may point it at a stand-in)."""
         key = self.settings.anthropic_api_key
         if key is None:
             raise SettingsError("ANTHROPIC_API_KEY is required to run tasks")
-        return AnthropicModel(self.settings.planner_model, api_key=key.get_secret_value())
+        secret = key.get_secret_value()
+        made: dict[str, ModelClient] = {}
+
+        def model(model_id: str) -> ModelClient:
+            if model_id not in made:
+                made[model_id] = AnthropicModel(model_id, api_key=secret)
+            return made[model_id]
+
+        return model
+
+    def task_config(self) -> TaskConfig:
+        s = self.settings
+        return TaskConfig(data_dir=s.data_dir.resolve(), test_timeout_s=s.test_timeout_s,
+                          planner_model=s.planner_model, executor_model=s.executor_model,
+                          summarizer_model=s.summarizer_model)
 
     def scheduler(self) -> tuple[TaskScheduler, RQJobQueue]:
         """The fleet's scheduler and the queue it dispatches to."""

@@ -239,6 +239,22 @@ class Workspace:
                             self.base_sha, env=env).stdout
         return sorted(name for name in out.split("\0") if name)
 
+    def changes(self) -> list[tuple[str, str]]:
+        """(status, path) of every change against the base: A added, M modified, D deleted, …"""
+        with self._snapshot_index() as env:
+            out = self._run("diff", "--cached", "--name-status", "--no-renames", "-z",
+                            self.base_sha, env=env).stdout
+        fields = [f for f in out.split("\0") if f]
+        return [(fields[i][0], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
+
+    def top_level_at_base(self) -> set[str]:
+        """Names at the root of the base commit, and ``src/<name>`` ones (to tell a new package)."""
+        names = {n for n in self._run("ls-tree", "--name-only", "-z", self.base_sha).stdout.split("\0") if n}
+        if "src" in names:
+            src = self._run("ls-tree", "--name-only", "-z", f"{self.base_sha}:src").stdout
+            names |= {f"src/{n}" for n in src.split("\0") if n}
+        return names
+
     def diff(self) -> str:
         """Unified diff of the work tree (new files included) against the base commit."""
         with self._snapshot_index() as env:
