@@ -142,6 +142,9 @@ class Toolbox:
 
     def execute(self, call: ToolCall) -> Observation:
         """Run one tool call; bad input becomes an error observation, not an exception."""
+        if call.malformed is not None:
+            return Observation(f"{call.name}: {call.malformed}. Send the call again with the "
+                               "arguments as one JSON object.", is_error=True)
         handler = self._handlers.get(call.name)
         if handler is None:
             return Observation(f"unknown tool {call.name!r}; use one of "

@@ -7,6 +7,7 @@ sit behind ``ModelClient``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,6 +21,27 @@ class ToolCall:
     id: str
     name: str
     input: dict[str, Any]
+    malformed: str | None = None  # why the model's arguments were unusable (then input is {})
+
+
+def tool_call(call_id: str, name: str, raw_input: object) -> ToolCall:
+    """A tool call from the wire; arguments that are not a JSON object are kept as a reason.
+
+    The API normally sends an object, but a reply cut at max_tokens or a streamed call can
+    carry half-written JSON text; the loop answers that with an error, it does not crash.
+    """
+    if isinstance(raw_input, dict):
+        return ToolCall(call_id, name, dict(raw_input))
+    if isinstance(raw_input, str):
+        try:
+            parsed = json.loads(raw_input)
+        except ValueError as exc:
+            return ToolCall(call_id, name, {}, malformed=f"the arguments are not valid JSON ({exc})")
+        if isinstance(parsed, dict):
+            return ToolCall(call_id, name, parsed)
+        raw_input = parsed
+    kind = type(raw_input).__name__
+    return ToolCall(call_id, name, {}, malformed=f"the arguments must be a JSON object, not {kind}")
 
 
 @dataclass(frozen=True)

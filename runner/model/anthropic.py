@@ -18,7 +18,7 @@ from typing import Any
 import anthropic
 from anthropic.types import Message as SDKMessage
 
-from runner.model import Message, ModelError, ModelReply, ToolCall, ToolSpec, Usage
+from runner.model import Message, ModelError, ModelReply, ToolSpec, Usage, tool_call
 from runner.model.cache_sim import cache_marked_request
 from runner.model.prices import cost_usd
 
@@ -162,7 +162,7 @@ def to_reply(message: SDKMessage) -> ModelReply:
     """A ``ModelReply`` from the SDK's Message: text, tool calls, usage and cost."""
     texts = [block.text for block in message.content if block.type == "text"]
     calls = [
-        ToolCall(id=block.id, name=block.name, input=dict(block.input))
+        tool_call(block.id, block.name, block.input)
         for block in message.content
         if block.type == "tool_use"
     ]

@@ -30,7 +30,8 @@ class ScriptedCall:
     """One tool call a scripted step makes."""
 
     name: str
-    input: dict[str, Any] = field(default_factory=dict)
+    # A string is sent as the raw arguments text: a script can play a model whose JSON broke.
+    input: dict[str, Any] | str = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,10 @@ def _call_from_json(raw: Mapping[str, Any], index: int) -> ScriptedCall:
     """Parse one scripted tool call."""
     if not isinstance(raw, dict) or set(raw) - {"name", "input"}:
         raise ValueError(f"script step {index}: a tool call has only a name and an input")
-    if not isinstance(raw.get("name"), str) or not isinstance(raw.get("input", {}), dict):
+    if not isinstance(raw.get("name"), str) or not isinstance(raw.get("input", {}), dict | str):
         raise ValueError(f"script step {index}: a tool call needs a string name, an object input")
-    return ScriptedCall(name=raw["name"], input=dict(raw.get("input", {})))
+    given = raw.get("input", {})
+    return ScriptedCall(name=raw["name"], input=given if isinstance(given, str) else dict(given))
 
 
 def _usage_from_json(raw: Mapping[str, Any], index: int) -> Usage:

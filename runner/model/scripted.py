@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from runner.model import Message, ModelError, ModelReply, ToolCall, ToolSpec
+from runner.model import Message, ModelError, ModelReply, ToolSpec, tool_call
 from runner.model.api_checks import request_violation
 from runner.model.cache_sim import PromptCache, as_cache, cache_marked_request, cached_usage
 from runner.model.prices import cost_usd
@@ -70,7 +70,7 @@ class ScriptedModel:
         ids = self._next_tool_ids(len(step.tool_calls))
         blocks = reply_blocks(step, ids)
         usage = step.usage or cached_usage(body, blocks, self._cache)
-        calls = [ToolCall(i, c.name, dict(c.input)) for i, c in zip(ids, step.tool_calls, strict=True)]
+        calls = [tool_call(i, c.name, c.input) for i, c in zip(ids, step.tool_calls, strict=True)]
         return ModelReply(
             model=self.model,
             text=step.text,

@@ -144,6 +144,18 @@ def test_tool_calls_usage_and_cost_come_back(server: FakeMessagesServer) -> None
     assert reply.cost_usd == pytest.approx(0.0045 + 0.0018 + 0.01125)
 
 
+def test_tool_arguments_that_are_not_an_object_arrive_as_malformed_not_a_crash(
+    server: FakeMessagesServer,
+) -> None:
+    server.add_steps([ScriptStep.from_json({"tool_calls": [
+        {"name": "read_file", "input": '{"path": "app.'},
+        {"name": "read_file", "input": '{"path": "app.py"}'},
+    ]})])
+    broken, repaired = ask(adapter(server), TOOLS).tool_calls
+    assert broken.input == {} and broken.malformed and "not valid JSON" in broken.malformed
+    assert repaired.input == {"path": "app.py"} and repaired.malformed is None
+
+
 def test_missing_cache_fields_count_as_zero(server: FakeMessagesServer) -> None:
     server.add_steps([ScriptStep(text="ok", usage=Usage(input_tokens=10, output_tokens=2))])
     reply = ask(adapter(server))

@@ -147,6 +147,22 @@ def test_unknown_tool_is_an_error_observation_and_the_loop_goes_on(repo: Path) -
     assert observation["is_error"] and "unknown tool 'delete_repo'" in observation["content"]
 
 
+def test_arguments_that_are_not_json_come_back_as_an_error_and_the_loop_goes_on(repo: Path) -> None:
+    broken = {"tool_calls": [{"name": "edit_file", "input": '{"path": "calc.py", "search": "return a'}]}
+    listed = {"tool_calls": [{"name": "read_file", "input": '["calc.py"]'}]}
+    model = script(PLAN, broken, listed,
+                   call("edit_file", path="calc.py", search="return a - b", replace="return a + b"),
+                   call("finish", summary="ok"))
+    result = agent(model, repo).run("fix add")
+    assert result.finished and "return a + b" in (repo / "calc.py").read_text()
+    bad_json = tool_results(model.requests[2])[0]
+    assert bad_json["is_error"] and "not valid JSON" in bad_json["content"]
+    not_object = tool_results(model.requests[3])[0]
+    assert not_object["is_error"] and "must be a JSON object, not list" in not_object["content"]
+    # What went back to the API as the assistant's turn is still a valid request (input: {}).
+    assert model.requests[2]["messages"][-2]["content"][0]["input"] == {}
+
+
 def test_the_same_failure_repeated_halts_with_a_report(repo: Path) -> None:
     model = script(PLAN, *[call("run_tests") for _ in range(10)])
     result = agent(model, repo, limits=LoopLimits(repeat_failure_limit=3)).run("fix add")
