@@ -1,0 +1,102 @@
+"""The task pipeline's outcomes besides a PR, end to end: GitHub stand-in, real git, real sandbox,
+the scripted model behind the loop. What the issue shows is what a person would see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from github_app.devhub import DevHub
+from github_app.github import GitHubApp
+from github_app.tasks import TaskKey
+from runner.memory import FailureLog
+from runner.model.script import ScriptStep
+from runner.model.scripted import ScriptedModel
+from runner.sandbox import Sandbox, SandboxPolicy
+from runner.sandbox.bwrap import BwrapSandbox
+from runner.task import TaskConfig, TaskOutcome, run
+
+pytestmark = pytest.mark.e2e
+
+OWNER, REPO = "octo", "calc"
+FILES = {
+    "calc.py": "def add(a, b):\n    return a - b\n",
+    "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\n"
+                          "def test_zero():\n    assert add(0, 0) == 0\n",
+}
+PLAN = {"text": "- [ ] Fix add\n- [ ] Run the tests\nAcceptance:\n- [ ] test_add passes"}
+FIX = {"tool_calls": [{"name": "edit_file", "input": {
+    "path": "calc.py", "search": "    return a - b\n", "replace": "    return a + b\n"}}]}
+
+
+def call(name: str, **args: Any) -> dict[str, Any]:
+    return {"tool_calls": [{"name": name, "input": args}]}
+
+
+def run_task(hub: DevHub, app_private_key: str, tmp_path: Path, steps: list[dict[str, Any]],
+             files: dict[str, str] | None = None) -> tuple[TaskOutcome, ScriptedModel, dict[str, Any]]:
+    if hub.state.repo(OWNER, REPO) is None:
+        hub.create_repo(OWNER, REPO, files or FILES)
+        hub.install(OWNER)
+    number = hub.create_issue(OWNER, REPO, "add() subtracts", "`add(2, 3)` is -1, not 5.")
+    model = ScriptedModel([ScriptStep.from_json(s) for s in steps], model="claude-sonnet-4-5")
+    installation = GitHubApp(hub.app_id, app_private_key, hub.url).installation_for(OWNER, REPO)
+    host = GitHubApp(hub.app_id, app_private_key, hub.url).host(installation)
+
+    def sandbox_for(path: Path, *, network: bool = False) -> Sandbox:
+        return BwrapSandbox(path, SandboxPolicy())
+
+    outcome = run(TaskKey(OWNER, REPO, number), host=host, models=lambda _model_id: model,
+                  sandbox_for=sandbox_for, config=TaskConfig(data_dir=tmp_path / "data"))
+    return outcome, model, hub.issue(OWNER, REPO, number)
+
+
+def status_body(issue: dict[str, Any]) -> str:
+    [status] = [c["body"] for c in issue["comments"] if "nightcrew:status" in c["body"]]
+    return str(status)
+
+
+def test_a_dependency_change_stops_as_needs_approval_and_pushes_nothing(
+    devhub: DevHub, app_private_key: str, tmp_path: Path,
+) -> None:
+    steps = [PLAN, FIX, call("edit_file", path="requirements.txt", search="", replace="numpy==2.1\n"),
+             call("finish", summary="fixed add, pinned numpy")]
+    outcome, _, issue = run_task(devhub, app_private_key, tmp_path, steps)
+    assert outcome.state == "needs_approval" and outcome.pr_number is None
+    assert "nightcrew:needs-approval" in issue["labels"] and "nightcrew:running" not in issue["labels"]
+    body = status_body(issue)
+    assert "needs approval" in body and "requirements.txt" in body and "/nightcrew approve" in body
+    assert devhub.pulls(OWNER, REPO) == []
+
+
+def test_a_spent_budget_pauses_and_keeps_what_passes_on_the_branch(
+    devhub: DevHub, app_private_key: str, tmp_path: Path,
+) -> None:
+    files = {**FILES, ".github/nightcrew.yml": "budget: {usd: 0.08}\n"}
+    # The fix lands, then the model dawdles until the money runs out.
+    steps = [PLAN, FIX, *[call("read_file", path="calc.py") for _ in range(60)]]
+    outcome, model, issue = run_task(devhub, app_private_key, tmp_path, steps, files)
+    assert outcome.state == "paused" and outcome.cost_usd <= 0.08 and model.remaining > 0
+    assert outcome.tests_after is not None and outcome.tests_after.green and outcome.commits
+    assert "nightcrew:paused" in issue["labels"]
+    body = status_body(issue)
+    assert "paused" in body and "/nightcrew budget" in body and "nightcrew/issue-" in body
+    assert devhub.pulls(OWNER, REPO) == []  # a paused task opens no PR
+
+
+def test_a_failed_run_is_remembered_and_shown_to_the_next_task_on_the_repo(
+    devhub: DevHub, app_private_key: str, tmp_path: Path,
+) -> None:
+    failing = [PLAN, *[call("run_tests") for _ in range(6)]]  # the same failure, again and again
+    outcome, _, issue = run_task(devhub, app_private_key, tmp_path, failing)
+    assert outcome.state == "failed" and "repeated" in status_body(issue)
+    [record] = FailureLog(tmp_path / "data", OWNER, REPO).recent()
+    assert record.failed == "halted" and "test_add" in record.why
+
+    outcome, model, _ = run_task(devhub, app_private_key, tmp_path,
+                                 [PLAN, FIX, call("finish", summary="fixed")])
+    assert outcome.state == "pr_opened"
+    planner_saw = model.requests[0]["messages"][0]["content"][0]["text"]
+    assert "halted" in planner_saw and "test_add" in planner_saw  # the memory layer
