@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from runner.approval import Gate
 from runner.budget import BudgetExhausted, RunBudget, worst_case
 from runner.model import Message, ModelClient, ModelReply, ToolCall, ToolSpec, Usage
 from runner.model.script import estimate_tokens
-from runner.safety import Gate
 from runner.tools import Observation, Toolbox, render_input
 
 EXECUTOR_PROMPT = """You are nightcrew, an engineer fixing one GitHub issue in a repository.

@@ -19,11 +19,11 @@ from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
 from github_app.status import StatusView
 from github_app.tasks import TaskKey
 from runner.agent import Agent, AgentResult, LoopLimits, Plan, Roles, StepEvent
+from runner.approval import Change, ChangeStatus, Gate, classify_changes, gate
 from runner.budget import BudgetLimits, RunBudget
 from runner.context import ContextPackage, IssueText, build_context
 from runner.memory import FailureLog, FailureRecord
 from runner.model import ModelClient
-from runner.safety import Change, ChangeStatus, Gate, classify_changes, gate
 from runner.sandbox import Sandbox
 from runner.setup import run_setup
 from runner.testrun import TestCommand, TestReport, detect_test_command, run_tests

@@ -10,11 +10,11 @@ import pytest
 
 from github_app.repo_config import ApprovalPolicy
 from runner.agent import Agent, LoopLimits, StepEvent
+from runner.approval import Change, Gate, classify_changes, gate
 from runner.budget import BudgetLimits, RunBudget
 from runner.model import ToolCall
 from runner.model.script import ScriptStep
 from runner.model.scripted import ScriptedModel
-from runner.safety import Change, Gate, classify_changes, gate
 from runner.sandbox import ExecResult
 from runner.tools import Toolbox
 

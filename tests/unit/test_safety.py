@@ -5,15 +5,8 @@ from __future__ import annotations
 import pytest
 
 from github_app.repo_config import ApprovalPolicy
-from runner.safety import (
-    DEFAULT_POLICY,
-    Change,
-    CommandPolicy,
-    Gate,
-    check_command,
-    classify_changes,
-    gate,
-)
+from runner.approval import Change, Gate, classify_changes, gate
+from runner.safety import DEFAULT_POLICY, CommandPolicy, check_command
 
 ALLOWED = [
     "pytest -x",
