@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from github_app.checkpoint import checkpoint_key
+
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 
 
@@ -34,6 +36,10 @@ class Settings(BaseSettings):
     # GitHub rotates secrets by letting several be valid at once: a comma-separated list.
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, validation_alias="NIGHTCREW_WEBHOOK_SECRET"
+    )
+    # Signs the checkpoint block in status comments; unset = derived from the first webhook secret.
+    checkpoint_secret: SecretStr | None = Field(
+        default=None, validation_alias="NIGHTCREW_CHECKPOINT_SECRET"
     )
     github_api_url: str = Field(
         default=DEFAULT_GITHUB_API_URL, validation_alias="NIGHTCREW_GITHUB_API_URL"
@@ -98,6 +104,22 @@ class Settings(BaseSettings):
                 "NIGHTCREW_WEBHOOK_SECRET is required: the web app will not accept unsigned webhooks"
             )
         return secrets
+
+    def checkpoint_key(self) -> bytes:
+        """The key that signs checkpoint blocks; never the raw webhook secret (see checkpoint.py).
+
+        A dedicated secret is better: the fallback is the newest webhook secret, and rotating it
+        turns every stored checkpoint into a "tampered" one.
+        """
+        secret = self.checkpoint_secret.get_secret_value() if self.checkpoint_secret else ""
+        if not secret and self.webhook_secrets:
+            secret = self.webhook_secrets[0].get_secret_value()
+        if not secret:
+            raise SettingsError(
+                "NIGHTCREW_CHECKPOINT_SECRET is required (or NIGHTCREW_WEBHOOK_SECRET to derive it "
+                "from): checkpoints are signed"
+            )
+        return checkpoint_key(secret)
 
     def require_app(self) -> tuple[int, str]:
         """App id and private key, needed by anything that talks to GitHub as the App."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from github_app.checkpoint import BLOCK_PREFIX
+
 MARKER = "<!-- nightcrew:status -->"
 State = Literal["queued", "running", "pr_opened", "done", "failed", "no_change", "needs_approval",
                 "paused"]
@@ -57,6 +59,7 @@ class StatusView:
     queue_position: int | None = None
     plan_item: str = ""  # what the agent is on now
     note: str = ""  # e.g. the budget warning, or that hidden text was removed from the issue
+    checkpoint_block: str = ""  # checkpoint.render_block(...): hidden, last line of the comment
 
 
 def render(view: StatusView) -> str:
@@ -83,7 +86,33 @@ def render(view: StatusView) -> str:
         lines.append(f"Pull request: {view.pr_url}")
     lines += ["", "<sub>Commands: `/nightcrew status` · `/nightcrew cancel` · "
               "`/nightcrew retry`</sub>"]
+    if view.checkpoint_block:
+        _check_hidden(view.checkpoint_block)
+        # Its own line after a blank one: markdown then reads it as an HTML block, which GitHub
+        # drops from the rendered comment.
+        lines += ["", view.checkpoint_block]
     return "\n".join(lines)
+
+
+def split_block(body: str) -> tuple[str, str]:
+    """The status comment's visible text and its checkpoint block (``""`` if none).
+
+    For showing or quoting the status without the block; to *use* the block, pass the whole
+    body to ``checkpoint.read_block``, which verifies it and refuses duplicates.
+    """
+    if body.startswith(BLOCK_PREFIX):
+        return "", body
+    cut = body.rfind("\n" + BLOCK_PREFIX)
+    if cut == -1:
+        return body, ""
+    return body[:cut].rstrip(), body[cut + 1:]
+
+
+def _check_hidden(block: str) -> None:
+    """Refuse a block GitHub would show: it must be one HTML comment on one line."""
+    if not (block.startswith(BLOCK_PREFIX) and block.endswith("-->") and "\n" not in block
+            and "\r" not in block and block.count("-->") == 1):
+        raise ValueError("checkpoint_block must be one line from checkpoint.render_block")
 
 
 def _progress_line(view: StatusView) -> str:

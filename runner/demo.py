@@ -24,7 +24,7 @@ from rich.console import Console
 
 from github_app.devhub import DevHub
 from github_app.redis_conn import EmbeddedRedis, RedisUnavailable
-from github_app.status import MARKER
+from github_app.status import MARKER, split_block
 from github_app.tasks import TaskKey
 from runner.model.fake_server import FakeMessagesServer
 from runner.model.script import ScriptStep
@@ -224,7 +224,8 @@ def _status_comment(issue: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _progress(body: str) -> str:
-    lines = [line for line in body.splitlines() if line and MARKER not in line]
+    visible, _block = split_block(body)
+    lines = [line for line in visible.splitlines() if line and MARKER not in line]
     headline = lines[0].replace("### nightcrew · ", "").replace("**", "") if lines else ""
     step = next((line for line in lines if line.startswith("step ")), "")
     return f"{headline} · {step}" if step else headline

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from github_app import logs, status
+from github_app.checkpoint import Checkpoint, render_block, utc_now
 from github_app.github import GitHost, Issue
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
 from github_app.status import StatusView
@@ -66,7 +67,8 @@ class TaskOutcome:
 class StatusReporter:
     """Keeps the one status comment current: throttled, but every state change is written."""
 
-    def __init__(self, host: GitHost, task: TaskKey, comment_id: int | None) -> None:
+    def __init__(self, host: GitHost, task: TaskKey, comment_id: int | None,
+                 checkpoint_key: bytes | None = None) -> None:
         self.host = host
         self.task = task
         self.view = StatusView("running", str(task))
@@ -74,15 +76,34 @@ class StatusReporter:
             task, status.render(self.view)
         )
         self._last_write = 0.0
+        self._key = checkpoint_key
+        self.base_sha: str | None = None
+        self.budget: dict[str, Any] = {}
+        self.pr_number: int | None = None
 
     def update(self, *, force: bool = False, **changes: Any) -> None:
         """Change the view; write it when forced, on a state change, or after the interval."""
+        if "budget_snapshot" in changes:
+            self.budget = changes.pop("budget_snapshot")
         previous = self.view
         self.view = replace(self.view, **changes)
         due = time.monotonic() - self._last_write >= STATUS_MIN_INTERVAL_S
         if force or due or previous.state != self.view.state:
-            self.host.update_comment(self.task, self.comment_id, status.render(self.view))
+            view = replace(self.view, checkpoint_block=self._block()) if self._key else self.view
+            self.host.update_comment(self.task, self.comment_id, status.render(view))
             self._last_write = time.monotonic()
+
+    def _block(self) -> str:
+        """The signed checkpoint of what the issue shows: state, step, plan, commits, budget."""
+        assert self._key is not None
+        view = self.view
+        checkpoint = Checkpoint(
+            task=str(self.task), state=view.state, step=view.step, branch=self.task.branch,
+            head_sha=view.commits[-1] if view.commits else None, base_sha=self.base_sha,
+            plan=tuple((s.text, s.done) for s in view.plan), budget=self.budget, approved=(),
+            pr_number=self.pr_number, writes=(), updated_at=utc_now(),
+        )
+        return render_block(checkpoint, self._key)
 
     def set_state_label(self, state: status.State) -> None:
         """Swap the ``nightcrew:*`` state label."""
@@ -100,6 +121,7 @@ class TaskConfig:
     planner_model: str = "claude-opus-4-5"
     executor_model: str = "claude-sonnet-4-5"
     summarizer_model: str = "claude-haiku-4-5"
+    checkpoint_key: bytes | None = None  # signs the status comment's state block; None = no block
 
 
 ModelFactory = Callable[[str], ModelClient]
@@ -116,7 +138,7 @@ def run(
     config: TaskConfig, status_comment: int | None = None,
 ) -> TaskOutcome:
     """Run one task; report on the issue whatever happens."""
-    reporter = StatusReporter(host, task, status_comment)
+    reporter = StatusReporter(host, task, status_comment, config.checkpoint_key)
     reporter.set_state_label("running")
     reporter.update(force=True, state="running", detail="Checking out the repository…")
     outcome = TaskOutcome(str(task), "running", task.branch, reporter.comment_id)
@@ -143,6 +165,7 @@ def _run(
         clone_url=repo.clone_url, token=token, name=task.job_id, branch=task.branch,
         base_branch=repo.default_branch,
     ) as workspace:
+        reporter.base_sha = workspace.base_sha
         _setup(task, workspace, repo_config, sandbox_for, config, reporter)
         sandbox = sandbox_for(workspace.path)
         command = detect_test_command(workspace.path, repo_config.test)
@@ -256,6 +279,7 @@ def run_agent(
         progress(step=event.step, max_steps=event.max_steps, tokens=outcome.tokens,
                  cost_usd=event.cost_usd, detail=f"Last action: `{event.action}`",
                  plan_item=event.plan_item, plan=_plan_view(agent.result.plan),
+                 budget_snapshot=budget.snapshot(),
                  **({"note": event.note} if event.note else {}))
 
     progress(note=note, budget_usd=repo_config.budget.usd)
@@ -324,6 +348,7 @@ def _publish(
         title=f"Fix #{task.number}: {issue.title}", body=_pr_body(task, summary, outcome),
     )
     outcome.pr_number, outcome.pr_url, outcome.summary = pull.number, pull.html_url, summary
+    reporter.pr_number = pull.number
     reporter.update(commits=tuple(outcome.commits), pr_url=pull.html_url)
     _finish(reporter, outcome, "pr_opened", summary)
 

@@ -54,9 +54,13 @@ class Dependencies:
 
     def task_config(self) -> TaskConfig:
         s = self.settings
+        try:
+            key: bytes | None = s.checkpoint_key()
+        except SettingsError:
+            key = None  # no secret to sign with: the status comment carries no state block
         return TaskConfig(data_dir=s.data_dir.resolve(), test_timeout_s=s.test_timeout_s,
                           planner_model=s.planner_model, executor_model=s.executor_model,
-                          summarizer_model=s.summarizer_model)
+                          summarizer_model=s.summarizer_model, checkpoint_key=key)
 
     def scheduler(self) -> tuple[TaskScheduler, RQJobQueue]:
         """The fleet's scheduler and the queue it dispatches to."""

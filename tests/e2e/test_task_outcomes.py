@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from github_app.checkpoint import checkpoint_key, read_block
 from github_app.devhub import DevHub
+from github_app.status import split_block
 from github_app.github import GitHubApp
 from github_app.tasks import TaskKey
 from runner.memory import FailureLog
@@ -26,6 +28,7 @@ FILES = {
     "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\n"
                           "def test_zero():\n    assert add(0, 0) == 0\n",
 }
+KEY = checkpoint_key("checkpoint-test-secret-not-real")
 PLAN = {"text": "- [ ] Fix add\n- [ ] Run the tests\nAcceptance:\n- [ ] test_add passes"}
 FIX = {"tool_calls": [{"name": "edit_file", "input": {
     "path": "calc.py", "search": "    return a - b\n", "replace": "    return a + b\n"}}]}
@@ -49,7 +52,8 @@ def run_task(hub: DevHub, app_private_key: str, tmp_path: Path, steps: list[dict
         return BwrapSandbox(path, SandboxPolicy())
 
     outcome = run(TaskKey(OWNER, REPO, number), host=host, models=lambda _model_id: model,
-                  sandbox_for=sandbox_for, config=TaskConfig(data_dir=tmp_path / "data"))
+                  sandbox_for=sandbox_for,
+                  config=TaskConfig(data_dir=tmp_path / "data", checkpoint_key=KEY))
     return outcome, model, hub.issue(OWNER, REPO, number)
 
 
@@ -84,6 +88,13 @@ def test_a_spent_budget_pauses_and_keeps_what_passes_on_the_branch(
     body = status_body(issue)
     assert "paused" in body and "/nightcrew budget" in body and "nightcrew/issue-" in body
     assert devhub.pulls(OWNER, REPO) == []  # a paused task opens no PR
+    # The status comment carries the signed checkpoint a resume starts from.
+    read = read_block(body, KEY, task=f"{OWNER}/{REPO}#{issue['number']}")
+    assert read.problem is None and read.checkpoint is not None
+    assert read.checkpoint.state == "paused" and read.checkpoint.head_sha == outcome.commits[-1]
+    assert 0 < read.checkpoint.budget["spent"]["usd"] <= 0.08
+    assert [done for _, done in read.checkpoint.plan] == [False, False]
+    assert "nightcrew:state" not in split_block(body)[0]  # hidden from people
 
 
 def test_a_failed_run_is_remembered_and_shown_to_the_next_task_on_the_repo(
