@@ -23,6 +23,7 @@ from runner.memory import FailureLog
 from runner.model import ModelClient
 from runner.sandbox import SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
+from runner.secret_scan import SecretsFound, check_before_push
 from runner.setup import run_setup, setup_policy
 from runner.task import ModelFactory, TaskConfig, TaskOutcome, run_agent
 from runner.testrun import TestReport, detect_test_command, run_tests
@@ -119,7 +120,7 @@ def run_local(
         sha = workspace.commit_all(_commit_message(task, result.outcome, summary, outcome.tests_before,
                                                    after))
         if sha:
-            workspace.push(None)
+            _push(workspace)
     return {
         "outcome": result.outcome, "summary": summary, "question": result.question,
         "branch": branch if sha else None, "commit": sha,
@@ -147,6 +148,15 @@ def render_summary(report: dict[str, Any]) -> str:
 
 def as_json(report: dict[str, Any]) -> str:
     return json.dumps(report, sort_keys=True)
+
+
+def _push(workspace: Workspace) -> None:
+    """Push the branch back, unless the change adds something that looks like a secret."""
+    try:
+        check_before_push(workspace.diff())
+    except SecretsFound as exc:
+        raise RunError(f"{exc} Nothing was pushed.") from None
+    workspace.push(None)
 
 
 def _repo_config(path: Path) -> RepoConfig:

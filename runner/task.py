@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from unidiff.errors import UnidiffParseError
+
 from github_app import logs, status
 from github_app.checkpoint import Checkpoint, render_block, utc_now
 from github_app.github import GitHost, Issue
@@ -26,6 +28,7 @@ from runner.context import ContextPackage, IssueText, build_context
 from runner.memory import FailureLog, FailureRecord
 from runner.model import ModelClient
 from runner.sandbox import Sandbox
+from runner.secret_scan import SecretsFound, check_before_push
 from runner.setup import run_setup
 from runner.testrun import TestCommand, TestReport, detect_test_command, run_tests
 from runner.tools import Toolbox
@@ -205,12 +208,23 @@ def _pause_for_budget(
         sha = workspace.commit_all(f"WIP #{task.number}: {issue.title} (paused: budget)")
         if sha:
             outcome.commits.append(sha)
-            workspace.push(token)
+            _push(workspace, token)
             reporter.update(commits=tuple(outcome.commits))
             kept = f" The work so far passes the tests and is on branch `{task.branch}`."
     _finish(reporter, outcome, "paused",
             f"Paused: the budget is used up ({result.stop_reason}).{kept} Raise it with "
             "`/nightcrew budget +$N` to continue.")
+
+
+def _push(workspace: Workspace, token: str | None) -> None:
+    """Push the task branch, unless the change adds something that looks like a secret."""
+    try:
+        check_before_push(workspace.diff())
+    except SecretsFound as exc:
+        raise TaskFailed(str(exc)) from None  # the report names places and kinds, never the secret
+    except UnidiffParseError:
+        raise TaskFailed("The change could not be scanned for secrets, so nothing was pushed.") from None
+    workspace.push(token)
 
 
 def _failure_record(task: TaskKey, result: AgentResult) -> FailureRecord:
@@ -342,7 +356,7 @@ def _publish(
     sha = workspace.commit_all(f"Fix #{task.number}: {issue.title}\n\n{summary}")
     if sha:
         outcome.commits.append(sha)
-    workspace.push(token)
+    _push(workspace, token)
     pull = host.find_pull(task.owner, task.repo, task.branch) or host.create_pull(
         task.owner, task.repo, head=task.branch, base=base,
         title=f"Fix #{task.number}: {issue.title}", body=_pr_body(task, summary, outcome),

@@ -10,8 +10,8 @@ import pytest
 
 from github_app.checkpoint import checkpoint_key, read_block
 from github_app.devhub import DevHub
-from github_app.status import split_block
 from github_app.github import GitHubApp
+from github_app.status import split_block
 from github_app.tasks import TaskKey
 from runner.memory import FailureLog
 from runner.model.script import ScriptStep
@@ -111,3 +111,19 @@ def test_a_failed_run_is_remembered_and_shown_to_the_next_task_on_the_repo(
     assert outcome.state == "pr_opened"
     planner_saw = model.requests[0]["messages"][0]["content"][0]["text"]
     assert "halted" in planner_saw and "test_add" in planner_saw  # the memory layer
+
+
+def test_a_secret_in_the_change_blocks_the_push_and_is_never_echoed(
+    devhub: DevHub, app_private_key: str, tmp_path: Path,
+) -> None:
+    canary = "ghp_" + "Zq7" * 12  # built at run time: the repo keeps no token-shaped text
+    steps = [PLAN, FIX,
+             call("edit_file", path="settings_local.py", search="", replace=f'TOKEN = "{canary}"\n'),
+             call("finish", summary="fixed add")]
+    outcome, _, issue = run_task(devhub, app_private_key, tmp_path, steps)
+    assert outcome.state == "failed" and outcome.pr_number is None
+    body = status_body(issue)
+    assert "Push blocked" in body and "settings_local.py:1" in body and "GitHub token" in body
+    assert all(canary not in c["body"] for c in issue["comments"])
+    assert devhub.pulls(OWNER, REPO) == []
+    assert not any(b.startswith("nightcrew/") for b in devhub.git.branches(OWNER, REPO))
