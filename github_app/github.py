@@ -3,32 +3,62 @@
 ``GitHost`` is the seam the rest of nightcrew talks to; ``GitHubKitHost`` is the only code that
 calls GitHub's REST API. Errors come out grouped by what the caller does: ``Retryable``
 (back off, let the queue retry) or ``GitHubError`` (report and stop).
+
+Retries are done here, not by githubkit (its ``auto_retry`` would repeat a POST that GitHub
+applied before failing the answer). Every call goes through ``_call``:
+
+- rate limits (403/429 with ``Retry-After`` or ``X-RateLimit-Remaining: 0``) and 5xx are waited
+  out in-process when the wait is at most ``MAX_RETRY_WAIT``, up to ``MAX_ATTEMPTS`` tries; a
+  longer wait, or too many failures, raises ``Retryable`` (with ``retry_after``) for the queue;
+- an installation token GitHub rejects with 401 is dropped from githubkit's token cache, a new
+  one minted and the call tried once more;
+- a write that is not idempotent (creating a comment or a pull request) is never repeated
+  blindly after a 5xx: the adapter first looks whether the failed attempt landed (the comment's
+  hidden write marker, the pull request's head branch) and returns what it finds.
+
+Comments are written once even across job retries when the caller passes a ``key``: the body
+carries ``<!-- nightcrew:write KEY -->`` and ``create_comment`` returns the existing comment
+instead of writing a second one.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import re
+import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar, cast
 
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
+from githubkit.auth.app import AppAuth
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import (
-    GitHubException,
     RateLimitExceeded,
     RequestError,
     RequestFailed,
 )
-from githubkit.retry import RetryOption
 from githubkit.utils import UNSET
+from githubkit_schemas.v2026_03_10.models import Installation as _Installation
+from githubkit_schemas.v2026_03_10.models import IssueComment as _IssueComment
 
 from github_app.tasks import TaskKey
 
 Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
 TIMEOUT_S = 30.0  # githubkit's default is no timeout at all
 MAX_RETRY_WAIT = timedelta(seconds=20)  # longer waits go back to the queue, not a sleeping worker
+MAX_ATTEMPTS = 4  # tries of one request in-process: the first and up to three retries
+SERVER_ERROR_BACKOFF_S = (1.0, 2.0, 4.0)  # waits after the 1st, 2nd, 3rd 5xx without Retry-After
+UNKNOWN_RATE_LIMIT_WAIT = timedelta(seconds=60)  # a 429 that says nothing about when
+PAGE_SIZE = 100
+_WRITE_KEY = re.compile(r"[A-Za-z0-9._:/#@+=-]{1,200}")
+
+sleep: Callable[[float], None] = time.sleep  # the adapter's only way to wait; tests replace it
+T = TypeVar("T")
 
 
 class GitHubError(Exception):
@@ -40,7 +70,12 @@ class GitHubError(Exception):
 
 
 class Retryable(GitHubError):
-    """GitHub is rate limiting or failing; retry later."""
+    """GitHub is rate limiting or failing; retry later (``retry_after`` at the earliest, if known)."""
+
+    def __init__(self, message: str, status: int | None = None, *,
+                 retry_after: timedelta | None = None) -> None:
+        super().__init__(message, status)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -68,6 +103,27 @@ class PullRequest:
     state: str
 
 
+@dataclass(frozen=True)
+class Comment:
+    """An issue comment; ``author`` is a login (the App's own is ``{slug}[bot]``)."""
+
+    id: int
+    body: str
+    author: str
+
+
+def write_marker(key: str) -> str:
+    """The hidden line that makes a comment findable by its write key."""
+    if not _WRITE_KEY.fullmatch(key):
+        raise ValueError(f"write key {key!r}: use 1-200 of letters, digits and ._:/#@+=-")
+    return f"<!-- nightcrew:write {key} -->"
+
+
+def with_marker(body: str, key: str) -> str:
+    """``body`` with the write marker of ``key`` on its own last line (GitHub does not show it)."""
+    return f"{body}\n\n{write_marker(key)}"
+
+
 class GitHost(Protocol):
     """What nightcrew needs from GitHub, for one installation."""
 
@@ -75,8 +131,12 @@ class GitHost(Protocol):
     def repository(self, owner: str, repo: str) -> Repository: ...
     def issue(self, task: TaskKey) -> Issue: ...
     def permission(self, owner: str, repo: str, user: str) -> str: ...
-    def create_comment(self, task: TaskKey, body: str) -> int: ...
-    def update_comment(self, task: TaskKey, comment_id: int, body: str) -> None: ...
+    def create_comment(self, task: TaskKey, body: str, key: str | None = None) -> int: ...
+    def update_comment(
+        self, task: TaskKey, comment_id: int, body: str, key: str | None = None
+    ) -> None: ...
+    def list_comments(self, task: TaskKey) -> list[Comment]: ...
+    def find_comment(self, task: TaskKey, marker: str) -> int | None: ...
     def add_labels(self, task: TaskKey, labels: list[str]) -> None: ...
     def remove_label(self, task: TaskKey, label: str) -> None: ...
     def react(self, task: TaskKey, content: Reaction, comment_id: int | None = None) -> None: ...
@@ -89,16 +149,59 @@ class GitHost(Protocol):
     def app_permissions(self, owner: str, repo: str) -> dict[str, str]: ...
 
 
-def _bounded_retry(exc: GitHubException, count: int) -> RetryOption:
-    """Retry rate limits and 5xx briefly; a long wait is the queue's job, not a sleep here."""
-    if count >= 2:
-        return RetryOption(False)
-    if isinstance(exc, RateLimitExceeded):
-        wait = exc.retry_after
-        return RetryOption(wait <= MAX_RETRY_WAIT, wait)
-    if isinstance(exc, RequestFailed) and exc.response.status_code >= 500:
-        return RetryOption(True, timedelta(seconds=count + 1))
-    return RetryOption(False)
+def _call(
+    what: str, request: Callable[[], T], *, write: bool = False,
+    recover: Callable[[], T | None] | None = None, reauth: Callable[[], None] | None = None,
+) -> T:
+    """Make one GitHub request with bounded retries (see the module docstring).
+
+    ``write=True`` marks a request that must not be repeated blindly: after a 5xx it is retried
+    only when ``recover`` (which looks for what the failed attempt may have written) finds
+    nothing; without ``recover`` a 5xx raises ``Retryable`` at once. A rate-limited request was
+    not carried out, so it is retried either way. ``reauth`` drops the credential after a 401.
+    """
+    failures, reauthed = 0, False
+    error: RequestFailed
+    while True:
+        try:
+            return request()
+        except RateLimitExceeded as exc:
+            failures, error = failures + 1, exc
+            status, wait, why = exc.response.status_code, exc.retry_after, "rate limited by GitHub"
+        except RequestFailed as exc:
+            error = exc
+            status = exc.response.status_code
+            if status == 401 and reauth is not None and not reauthed:
+                reauthed = True
+                reauth()
+                continue
+            if status < 500 and status != 429:
+                raise GitHubError(f"{what}: GitHub answered {status}", status) from exc
+            failures += 1
+            if status == 429:  # without the headers that say how long: assume a while
+                wait, why = _retry_after(exc) or UNKNOWN_RATE_LIMIT_WAIT, "rate limited by GitHub"
+            else:
+                backoff = SERVER_ERROR_BACKOFF_S[min(failures, len(SERVER_ERROR_BACKOFF_S)) - 1]
+                wait = _retry_after(exc) or timedelta(seconds=backoff)
+                why = f"GitHub answered {status}"
+                if write and recover is None:
+                    raise Retryable(f"{what}: {why} (the write may have landed)", status,
+                                    retry_after=wait) from exc
+        except RequestError as exc:
+            raise Retryable(f"{what}: cannot reach GitHub ({type(exc).__name__})") from exc
+        if failures >= MAX_ATTEMPTS or wait > MAX_RETRY_WAIT:
+            raise Retryable(f"{what}: {why}", status, retry_after=wait) from error
+        sleep(wait.total_seconds())
+        if status >= 500 and recover is not None:
+            found = recover()
+            if found is not None:
+                return found
+
+
+def _retry_after(exc: RequestFailed) -> timedelta | None:
+    """GitHub's ``Retry-After`` in seconds, if it sent one."""
+    value = exc.response.headers.get("retry-after", "")
+    return timedelta(seconds=int(value)) if value.strip().isdigit() else None
 
 
 class GitHubApp:
@@ -110,22 +213,34 @@ class GitHubApp:
         self._base_url = base_url
         # Per-App token cache: githubkit's default is process-global and leaks between apps.
         self._cache = MemCacheStrategy()
+        self._slug: str | None = None
         self._gh = GitHub(
             AppAuthStrategy(app_id, private_key), base_url=base_url, timeout=TIMEOUT_S,
-            cache_strategy=self._cache, http_cache=False, auto_retry=_bounded_retry,
+            cache_strategy=self._cache, http_cache=False, auto_retry=False,
         )
 
     def installation_for(self, owner: str, repo: str) -> int:
         """The installation id covering a repository."""
-        with _errors(f"installation of {owner}/{repo}"):
-            return self._gh.rest.apps.get_repo_installation(owner, repo).parsed_data.id
+        return self._installation(owner, repo).id
 
     def app_permissions(self, owner: str, repo: str) -> dict[str, str]:
         """What the installation covering a repository grants the App (``{"issues": "write"}``)."""
-        with _errors(f"installation of {owner}/{repo}"):
-            data = self._gh.rest.apps.get_repo_installation(owner, repo).parsed_data
+        data = self._installation(owner, repo)
         granted = data.permissions.model_dump(exclude_unset=True, exclude_none=True)
         return {name: str(level) for name, level in granted.items()}
+
+    def bot_login(self, owner: str, repo: str) -> str:
+        """The login the App writes as (``{slug}[bot]``), learnt from an installation once."""
+        if self._slug is None:
+            self._installation(owner, repo)
+        return f"{self._slug}[bot]"
+
+    def _installation(self, owner: str, repo: str) -> _Installation:
+        data = _call(f"installation of {owner}/{repo}",
+                     lambda: self._gh.rest.apps.get_repo_installation(owner, repo).parsed_data)
+        if data.app_slug:
+            self._slug = data.app_slug
+        return data
 
     def host(self, installation_id: int) -> GitHubKitHost:
         """A client acting as the App's installation."""
@@ -135,13 +250,25 @@ class GitHubApp:
         auth = AppInstallationAuthStrategy(self._app_id, self._private_key, installation_id)
         return GitHub(
             auth, base_url=self._base_url, timeout=TIMEOUT_S, cache_strategy=self._cache,
-            http_cache=False, auto_retry=_bounded_retry,
+            http_cache=False, auto_retry=False,
         )
 
+    def forget_token(self, client: GitHub[AppInstallationAuthStrategy]) -> None:
+        """Drop the client's cached installation token, so its next request mints a new one.
+
+        githubkit keeps the token until shortly before ``expires_at`` and never re-mints on a
+        401 by itself. Its cache cannot delete, so the entry is overwritten with an empty value
+        (which its auth flow treats as missing) that also expires at once.
+        """
+        flow = client.auth.get_auth_flow(client)
+        if isinstance(flow, AppAuth):
+            key = flow._get_installation_cache_key()
+            self._cache.get_cache_storage().set(key, "", timedelta(seconds=1))
+
     def mint_token(self, installation_id: int) -> str:
-        with _errors("installation token"):
-            response = self._gh.rest.apps.create_installation_access_token(installation_id)
-            return response.parsed_data.token
+        # Minting is a POST, but a token minted twice is harmless: retried like a read.
+        return str(_call("installation token", lambda: self._gh.rest.apps.create_installation_access_token(
+            installation_id).parsed_data.token))
 
 
 class GitHubKitHost:
@@ -152,6 +279,11 @@ class GitHubKitHost:
         self.installation_id = installation_id
         self._gh = app.installation_client(installation_id)
 
+    def _call(self, what: str, request: Callable[[], T], *, write: bool = False,
+              recover: Callable[[], T | None] | None = None) -> T:
+        return _call(what, request, write=write, recover=recover,
+                     reauth=lambda: self._app.forget_token(self._gh))
+
     def app_permissions(self, owner: str, repo: str) -> dict[str, str]:
         """The App's permissions on a repository (asked as the App, with its JWT)."""
         return self._app.app_permissions(owner, repo)
@@ -161,13 +293,13 @@ class GitHubKitHost:
         return self._app.mint_token(self.installation_id)
 
     def repository(self, owner: str, repo: str) -> Repository:
-        with _errors(f"repository {owner}/{repo}"):
-            data = self._gh.rest.repos.get(owner, repo).parsed_data
+        data = self._call(f"repository {owner}/{repo}",
+                          lambda: self._gh.rest.repos.get(owner, repo).parsed_data)
         return Repository(data.full_name, data.clone_url, data.default_branch)
 
     def issue(self, task: TaskKey) -> Issue:
-        with _errors(f"issue {task}"):
-            data = self._gh.rest.issues.get(task.owner, task.repo, task.number).parsed_data
+        data = self._call(f"issue {task}", lambda: self._gh.rest.issues.get(
+            task.owner, task.repo, task.number).parsed_data)
         labels = tuple(
             label if isinstance(label, str) else str(label.name or "") for label in data.labels
         )
@@ -175,44 +307,86 @@ class GitHubKitHost:
         return Issue(data.number, data.title, data.body or "", data.state, author, labels)
 
     def permission(self, owner: str, repo: str, user: str) -> str:
-        with _errors(f"permission of {user} on {owner}/{repo}"):
-            rest = self._gh.rest.repos
-            return rest.get_collaborator_permission_level(owner, repo, user).parsed_data.permission
+        rest = self._gh.rest.repos
+        return self._call(f"permission of {user} on {owner}/{repo}", lambda: (
+            rest.get_collaborator_permission_level(owner, repo, user).parsed_data.permission))
 
-    def create_comment(self, task: TaskKey, body: str) -> int:
-        with _errors(f"comment on {task}"):
-            rest = self._gh.rest.issues
-            return rest.create_comment(task.owner, task.repo, task.number, body=body).parsed_data.id
+    def list_comments(self, task: TaskKey) -> list[Comment]:
+        """Every comment on the issue, oldest first (all pages)."""
+        def page_of(page: int) -> list[Comment]:
+            # githubkit's stubs spell the type `list[...]` inside a class with a `list` method,
+            # which mypy cannot resolve; it is a list of IssueComment.
+            data = cast(list[_IssueComment], self._gh.rest.issues.list_comments(
+                task.owner, task.repo, task.number, per_page=PAGE_SIZE, page=page).parsed_data)
+            return [Comment(c.id, c.body or "", c.user.login if c.user else "") for c in data]
 
-    def update_comment(self, task: TaskKey, comment_id: int, body: str) -> None:
-        with _errors(f"update comment {comment_id} on {task}"):
-            self._gh.rest.issues.update_comment(task.owner, task.repo, comment_id, body=body)
+        comments: list[Comment] = []
+        page = 1
+        while True:
+            batch = self._call(f"comments on {task} (page {page})", functools.partial(page_of, page))
+            comments += batch
+            if len(batch) < PAGE_SIZE:
+                return comments
+            page += 1
+
+    def find_comment(self, task: TaskKey, marker: str) -> int | None:
+        """The App's own oldest comment on the issue whose body holds ``marker``, if any.
+
+        Only the App's comments count: anyone can paste a marker into a comment of their own.
+        """
+        bot = self._app.bot_login(task.owner, task.repo)
+        return next((c.id for c in self.list_comments(task) if c.author == bot and marker in c.body),
+                    None)
+
+    def create_comment(self, task: TaskKey, body: str, key: str | None = None) -> int:
+        """Comment once, returning the comment's id.
+
+        With a ``key`` the comment is written at most once per issue and key, across retries of
+        the whole job: if the App already wrote a comment with that key, its id is returned and
+        nothing is written. Without one, a random key still makes in-process retries safe.
+        """
+        if key is not None and (found := self.find_comment(task, write_marker(key))) is not None:
+            return found
+        key = key if key is not None else f"once-{secrets.token_hex(8)}"
+        marker, text = write_marker(key), with_marker(body, key)
+        rest = self._gh.rest.issues
+        return self._call(
+            f"comment on {task}",
+            lambda: rest.create_comment(task.owner, task.repo, task.number, body=text).parsed_data.id,
+            write=True, recover=lambda: self.find_comment(task, marker),
+        )
+
+    def update_comment(self, task: TaskKey, comment_id: int, body: str, key: str | None = None) -> None:
+        """Replace a comment's body (idempotent); pass the comment's ``key`` to keep it findable."""
+        text = body if key is None else with_marker(body, key)
+        self._call(f"update comment {comment_id} on {task}", lambda: (
+            self._gh.rest.issues.update_comment(task.owner, task.repo, comment_id, body=text)))
 
     def add_labels(self, task: TaskKey, labels: list[str]) -> None:
-        with _errors(f"labels on {task}"):
-            self._gh.rest.issues.add_labels(task.owner, task.repo, task.number, labels=labels)
+        self._call(f"labels on {task}", lambda: self._gh.rest.issues.add_labels(
+            task.owner, task.repo, task.number, labels=labels))
 
     def remove_label(self, task: TaskKey, label: str) -> None:
         try:
-            with _errors(f"label {label!r} on {task}"):
-                self._gh.rest.issues.remove_label(task.owner, task.repo, task.number, label)
+            self._call(f"label {label!r} on {task}", lambda: self._gh.rest.issues.remove_label(
+                task.owner, task.repo, task.number, label))
         except GitHubError as exc:
-            if exc.status != 404:  # already gone is what we wanted
+            if exc.status != 404:  # already gone (perhaps by a retried attempt) is what we wanted
                 raise
 
     def react(self, task: TaskKey, content: Reaction, comment_id: int | None = None) -> None:
-        with _errors(f"reaction on {task}"):
-            rest = self._gh.rest.reactions
-            if comment_id is None:
-                rest.create_for_issue(task.owner, task.repo, task.number, content=content)
-            else:
-                rest.create_for_issue_comment(task.owner, task.repo, comment_id, content=content)
+        """React (GitHub answers 200 for a reaction that is already there: idempotent)."""
+        rest = self._gh.rest.reactions
+        if comment_id is None:
+            self._call(f"reaction on {task}", lambda: rest.create_for_issue(
+                task.owner, task.repo, task.number, content=content))
+        else:
+            self._call(f"reaction on {task}", lambda: rest.create_for_issue_comment(
+                task.owner, task.repo, comment_id, content=content))
 
     def find_pull(self, owner: str, repo: str, head: str) -> PullRequest | None:
-        with _errors(f"pull requests of {owner}/{repo}"):
-            pulls = self._gh.rest.pulls.list(
-                owner, repo, head=f"{owner}:{head}", state="open"
-            ).parsed_data
+        pulls = self._call(f"pull requests of {owner}/{repo}", lambda: self._gh.rest.pulls.list(
+            owner, repo, head=f"{owner}:{head}", state="open").parsed_data)
         for pull in pulls:
             return PullRequest(pull.number, pull.html_url, pull.head.ref, pull.state)
         return None
@@ -221,19 +395,32 @@ class GitHubKitHost:
         self, owner: str, repo: str, *, head: str, base: str, title: str, body: str,
         draft: bool = False,
     ) -> PullRequest:
-        with _errors(f"pull request on {owner}/{repo}"):
+        """Open a pull request from ``head``, or return the open one that already exists.
+
+        After a 5xx the head branch is looked up before trying again, and GitHub's 422 "A pull
+        request already exists" is answered with that pull request: one branch, one PR.
+        """
+        def create() -> PullRequest:
             data = self._gh.rest.pulls.create(
                 owner, repo, head=head, base=base, title=title, body=body, draft=draft
             ).parsed_data
-        return PullRequest(data.number, data.html_url, data.head.ref, data.state)
+            return PullRequest(data.number, data.html_url, data.head.ref, data.state)
+
+        try:
+            return self._call(f"pull request on {owner}/{repo}", create, write=True,
+                              recover=lambda: self.find_pull(owner, repo, head))
+        except GitHubError as exc:
+            if exc.status == 422 and (existing := self.find_pull(owner, repo, head)) is not None:
+                return existing
+            raise
 
     def read_file(self, owner: str, repo: str, path: str, ref: str | None = None) -> str | None:
         """A text file's content at ``ref`` (default branch if None); None if there is none."""
         what = f"file {path} in {owner}/{repo}"
+        rest = self._gh.rest.repos
         try:
-            with _errors(what):
-                rest = self._gh.rest.repos
-                data = rest.get_content(owner, repo, path, ref=ref or UNSET).parsed_data
+            data = self._call(what, lambda: rest.get_content(
+                owner, repo, path, ref=ref or UNSET).parsed_data)
         except GitHubError as exc:
             if exc.status == 404:  # absent is an answer, not a failure
                 return None
@@ -247,25 +434,3 @@ class GitHubKitHost:
             return base64.b64decode(data.content).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise GitHubError(f"{what}: not UTF-8 text") from exc
-
-
-class _errors:
-    """Translate githubkit's exceptions into ``Retryable`` / ``GitHubError``."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        if exc is None:
-            return
-        if isinstance(exc, RateLimitExceeded):
-            raise Retryable(f"{self._what}: rate limited by GitHub", 429) from exc
-        if isinstance(exc, RequestFailed):
-            status = exc.response.status_code
-            message = f"{self._what}: GitHub answered {status}"
-            raise (Retryable if status >= 500 else GitHubError)(message, status) from exc
-        if isinstance(exc, RequestError):
-            raise Retryable(f"{self._what}: cannot reach GitHub ({type(exc).__name__})") from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import secrets
 import socket
 import string
@@ -97,13 +98,144 @@ JSON_MEDIA = "application/json; charset=utf-8"
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One REST request as the stand-in saw it."""
+    """One REST request as the stand-in saw it.
+
+    ``applied`` says whether the operation itself ran and succeeded (for a write: it landed),
+    whatever was answered; ``fault`` names the injected fault that answered, if one did.
+    """
 
     method: str
     path: str
     status: int
     operation_id: str | None
     actor: str | None
+    applied: bool = False
+    fault: str | None = None
+
+
+# ------------------------------------------------------------------------------ fault injection
+
+FAULT_STATUSES = frozenset({401, 403, 429, 500, 502, 503, 504})
+RATE_LIMIT_DOCS = ("https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
+                   "#about-secondary-rate-limits")
+PRIMARY_RATE_LIMIT_DOCS = ("https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
+                           "#about-the-primary-rate-limit")
+
+
+@dataclass
+class Fault:
+    """A misbehaviour GitHub really shows, answered to matching REST requests.
+
+    - ``status`` 500/502/503/504: a server error. With ``applied=True`` the request is carried
+      out first and only the answer fails, as GitHub sometimes does; a blind retry of such a
+      POST writes twice.
+    - 429, or 403: a rate limit. By default the *secondary* limit (``Retry-After`` header and
+      GitHub's "You have exceeded a secondary rate limit" message); with ``primary=True`` the
+      primary one (``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset`` ``retry_after``
+      seconds from now, no ``Retry-After``).
+    - 401: "Bad credentials" for an installation token; the token presented is revoked, as an
+      expired one would be, so only a newly minted token gets through. Matches only requests
+      that carry a ``ghs_`` installation token.
+
+    ``method`` ("*" for any) and ``path`` (a regex matched in full against the request path,
+    query excluded) select requests; of those, every ``every``-th is answered, at most ``count``
+    times (None: without end). ``retry_after`` (seconds) goes into ``Retry-After`` of rate
+    limits (default 1) and, if set, of a 503. ``answered`` counts the answers given so far.
+    """
+
+    status: int
+    method: str = "*"
+    path: str = ".*"
+    count: int | None = 1
+    every: int = 1
+    applied: bool = False
+    retry_after: int | None = None
+    primary: bool = False
+    seen: int = field(default=0, init=False)
+    answered: int = field(default=0, init=False)
+    _pattern: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.status not in FAULT_STATUSES:
+            raise ValueError(f"status {self.status} is not a fault devhub knows how GitHub answers")
+        if self.applied and self.status < 500:
+            raise ValueError("only a server error can come after the write was applied")
+        if self.every < 1:
+            raise ValueError("every must be at least 1")
+        self._pattern = re.compile(self.path)
+
+    @property
+    def name(self) -> str:
+        """How the fault shows up in `RecordedRequest.fault`."""
+        if self.status in (403, 429):
+            kind = "primary-rate-limit" if self.primary else "secondary-rate-limit"
+        elif self.status == 401:
+            kind = "bad-credentials"
+        else:
+            kind = "applied" if self.applied else "not-applied"
+        return f"{self.status} {kind}"
+
+    def matches(self, method: str, path: str, credential: str | None) -> bool:
+        """Whether this request is one the fault is about (not yet whether it answers)."""
+        if self.method != "*" and self.method.upper() != method.upper():
+            return False
+        if self.status == 401 and not (credential or "").startswith("ghs_"):
+            return False
+        return self._pattern.fullmatch(path) is not None
+
+    def take(self) -> bool:
+        """Count a matching request; True if the fault answers this one."""
+        if self.count is not None and self.answered >= self.count:
+            return False
+        self.seen += 1
+        if self.seen % self.every:
+            return False
+        self.answered += 1
+        return True
+
+    def reply(self) -> Reply:
+        """The error answer, in GitHub's shape and with GitHub's headers."""
+        headers: dict[str, str] = {}
+        wait = 1 if self.retry_after is None else self.retry_after
+        if self.status == 401:
+            message, docs = "Bad credentials", "https://docs.github.com/rest"
+        elif self.status in (403, 429) and self.primary:
+            message = "API rate limit exceeded for installation."
+            docs = PRIMARY_RATE_LIMIT_DOCS
+            headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Used": "5000",
+                       "X-RateLimit-Reset": str(int(time.time()) + wait)}
+        elif self.status in (403, 429):
+            message = ("You have exceeded a secondary rate limit. Please wait a few minutes before "
+                       "you try again. If you reach out to GitHub Support for help, please include "
+                       "the request ID.")
+            docs = RATE_LIMIT_DOCS
+            headers = {"Retry-After": str(wait)}
+        else:
+            message = {500: "Server Error", 502: "Server Error", 503: "Service Unavailable",
+                       504: "We couldn't respond to your request in time."}[self.status]
+            docs = DOCS
+            if self.retry_after is not None and self.status == 503:
+                headers = {"Retry-After": str(self.retry_after)}
+        return Reply(self.status, {"message": message, "documentation_url": docs}, headers)
+
+
+class Injection:
+    """Faults in force on a `DevHub`; leaving the `with` block (or `remove()`) withdraws them."""
+
+    def __init__(self, hub: DevHub, faults: list[Fault]) -> None:
+        self._hub = hub
+        self.faults = faults
+
+    def remove(self) -> None:
+        """Withdraw these faults."""
+        self._hub.remove_faults(self.faults)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.remove()
 
 
 @dataclass
@@ -712,6 +844,7 @@ class DevHub:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._record_lock = threading.Lock()
+        self._faults: list[Fault] = []
         self.bot = self.state.user(f"{app_slug}[bot]", "Bot")
         self.app = create_app(self)
 
@@ -1046,6 +1179,25 @@ class DevHub:
     def handle(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str],
                raw_body: bytes) -> Reply:
         """Answer one REST request like GitHub, recording the request and any violation."""
+        fault = self._fault_for(method, path, headers)
+        if fault is not None and not fault.applied:
+            reply = fault.reply()
+            route = self.spec.match(method, path)
+            self._record(RecordedRequest(method, path, reply.status,
+                                         route.operation_id if route else None, None,
+                                         applied=False, fault=fault.name))
+            return reply
+        reply, operation_id, actor = self._answer(method, path, query, headers, raw_body)
+        applied = reply.status < 400
+        if fault is not None:  # the work is done; only the answer fails
+            reply = fault.reply()
+        self._record(RecordedRequest(method, path, reply.status, operation_id, actor,
+                                     applied=applied, fault=fault.name if fault else None))
+        return reply
+
+    def _answer(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str],
+                raw_body: bytes) -> tuple[Reply, str | None, str | None]:
+        """Route, authorize, validate and run one request: (reply, operation id, actor)."""
         route = self.spec.match(method, path)
         operation_id = route.operation_id if route else None
         call: Call | None = None
@@ -1073,9 +1225,60 @@ class DevHub:
             reply = ApiError(500, "Server Error").reply()
         self._check_reply(method, path, reply)
         actor = call.actor.login if call is not None and call.actor is not None else None
+        return reply, operation_id, actor
+
+    def _record(self, request: RecordedRequest) -> None:
         with self._record_lock:
-            self.requests.append(RecordedRequest(method, path, reply.status, operation_id, actor))
-        return reply
+            self.requests.append(request)
+
+    def _fault_for(self, method: str, path: str, headers: Mapping[str, str]) -> Fault | None:
+        """The injected fault that answers this request, if any (the first in force that does).
+
+        Fault answers are not checked against the OpenAPI description: GitHub's description
+        leaves out 429, 502, 503 and 401 on most operations although GitHub documents and sends
+        them (rate limits: "403 or 429 ... retry-after"; 5xx on any endpoint; 401 for a bad or
+        expired token). Each answer has GitHub's `{message, documentation_url}` shape.
+        """
+        credential = _credentials(headers)
+        with self._record_lock:
+            for fault in self._faults:
+                if fault.matches(method, path, credential) and fault.take():
+                    break
+            else:
+                return None
+        if fault.status == 401 and credential is not None:
+            with self.state.lock:  # the token is dead from now on, as an expired one would be
+                token = self.state.tokens.get(credential)
+                if token is not None:
+                    token.expires_at = utcnow() - timedelta(seconds=1)
+        return fault
+
+    # -- fault injection -------------------------------------------------------------------------
+
+    def inject(self, *faults: Fault) -> Injection:
+        """Put faults in force (checked in order, before any earlier ones still in force).
+
+        Use as ``with hub.inject(Fault(502, "POST", r"/repos/.*/comments", applied=True)):`` or
+        keep the returned `Injection` and call ``remove()``; ``clear_faults()`` drops them all.
+        """
+        with self._record_lock:
+            self._faults[:0] = faults
+        return Injection(self, list(faults))
+
+    def remove_faults(self, faults: list[Fault]) -> None:
+        """Withdraw the given faults."""
+        with self._record_lock:
+            self._faults = [f for f in self._faults if all(f is not g for g in faults)]
+
+    def clear_faults(self) -> None:
+        """Withdraw every fault."""
+        with self._record_lock:
+            self._faults = []
+
+    def requests_for(self, operation_id: str) -> list[RecordedRequest]:
+        """The recorded requests of one operation, in order (e.g. ``"issues/create-comment"``)."""
+        with self._record_lock:
+            return [r for r in self.requests if r.operation_id == operation_id]
 
     def _parse_body(self, method: str, path: str, raw: bytes) -> Any:
         if not raw.strip():

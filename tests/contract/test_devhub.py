@@ -24,7 +24,7 @@ from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestFailed
 
-from github_app.devhub import DevHub
+from github_app.devhub import DevHub, Fault
 from github_app.devhub.webhook_schemas import webhook_errors
 from tests.conftest import DEVHUB_APP_ID, DEVHUB_WEBHOOK_SECRET
 
@@ -407,3 +407,61 @@ def test_every_event_nightcrew_listens_to_is_delivered_in_githubs_shape(
     assert review["state"] == "commented"  # webhooks use lower case, REST upper case
     [pull] = devhub.pulls(OWNER, REPO)
     assert pull["reviews"][0]["comments"] == [{"path": "new.py", "line": 1, "side": "RIGHT", "body": "nit"}]
+
+
+def test_injected_faults_answer_like_github_and_are_recorded(repo: DevHub, app_private_key: str) -> None:
+    # githubkit's own auto_retry would repeat the POST after the 502 (and comment twice).
+    app_gh = GitHub(AppAuthStrategy(DEVHUB_APP_ID, app_private_key), base_url=repo.url,
+                    cache_strategy=MemCacheStrategy(), http_cache=False, timeout=10, auto_retry=False)
+    inst = app_gh.rest.apps.get_repo_installation(OWNER, REPO).parsed_data
+    assert isinstance(app_gh.auth, AppAuthStrategy)
+    gh = app_gh.with_auth(app_gh.auth.as_installation(inst.id))
+    number = repo.create_issue(OWNER, REPO, "Bug")
+    comments = rf"/repos/{OWNER}/{REPO}/issues/\d+/comments"
+    with repo.inject(Fault(502, "POST", comments, applied=True)) as injection:
+        with pytest.raises(RequestFailed) as failed:
+            gh.rest.issues.create_comment(OWNER, REPO, number, body="landed anyway")
+        assert failed.value.response.status_code == 502
+        assert failed.value.response.json()["message"] == "Server Error"
+        gh.rest.issues.create_comment(OWNER, REPO, number, body="second")  # count=1: spent
+    assert injection.faults[0].answered == 1
+    assert [c["body"] for c in repo.issue(OWNER, REPO, number)["comments"]] == ["landed anyway", "second"]
+    recorded = [(r.status, r.applied, r.fault) for r in repo.requests_for("issues/create-comment")]
+    assert recorded == [(502, True, "502 applied"), (201, True, None)]
+
+    with repo.inject(Fault(429, "GET", r".*/labels", count=None, every=2, retry_after=7)):
+        statuses = []
+        for _ in range(4):
+            try:
+                gh.rest.issues.list_labels_on_issue(OWNER, REPO, number)
+                statuses.append(200)
+            except RequestFailed as exc:
+                statuses.append(exc.response.status_code)
+                assert exc.response.headers["retry-after"] == "7"
+                assert "secondary rate limit" in exc.response.json()["message"]
+    assert statuses == [200, 429, 200, 429]
+
+    with repo.inject(Fault(403, "GET", r".*", primary=True, retry_after=60)):
+        with pytest.raises(RequestFailed) as limited:
+            gh.rest.issues.get(OWNER, REPO, number)
+    headers = limited.value.response.headers
+    assert limited.value.response.status_code == 403 and headers["x-ratelimit-remaining"] == "0"
+    assert int(headers["x-ratelimit-reset"]) >= int(time.time()) + 58 and "retry-after" not in headers
+
+    with repo.inject(Fault(401, "GET", r".*")):
+        with pytest.raises(RequestFailed) as refused:
+            gh.rest.issues.get(OWNER, REPO, number)
+        assert refused.value.response.status_code == 401
+        assert refused.value.response.json()["message"] == "Bad credentials"
+        # the token is revoked, not just refused once
+        with pytest.raises(RequestFailed) as again:
+            gh.rest.issues.get(OWNER, REPO, number)
+        assert again.value.response.status_code == 401 and again.value.response.json()["message"] == "Bad credentials"
+    assert [r.fault for r in repo.requests if r.status == 401] == ["401 bad-credentials", None]
+
+
+def test_faults_must_be_answers_github_gives() -> None:
+    with pytest.raises(ValueError):
+        Fault(418)
+    with pytest.raises(ValueError):
+        Fault(429, applied=True)  # a rate-limited request is never carried out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from github_app.github import Issue, PullRequest, Reaction, Repository
+from github_app.github import Comment, Issue, PullRequest, Reaction, Repository, with_marker, write_marker
 from github_app.tasks import TaskKey
 
 
@@ -36,15 +36,26 @@ class FakeHost:
     def permission(self, owner: str, repo: str, user: str) -> str:
         return self.permission_level
 
-    def create_comment(self, task: TaskKey, body: str) -> int:
+    def create_comment(self, task: TaskKey, body: str, key: str | None = None) -> int:
+        if key is not None:
+            found = self.find_comment(task, write_marker(key))
+            if found is not None:
+                return found
+            body = with_marker(body, key)
         comment_id = 1000 + len(self.comments)
         self.comments[comment_id] = body
         return comment_id
 
-    def update_comment(self, task: TaskKey, comment_id: int, body: str) -> None:
+    def update_comment(self, task: TaskKey, comment_id: int, body: str, key: str | None = None) -> None:
         assert comment_id in self.comments
-        self.comments[comment_id] = body
+        self.comments[comment_id] = body if key is None else with_marker(body, key)
         self.calls.append(f"update:{comment_id}")
+
+    def list_comments(self, task: TaskKey) -> list[Comment]:
+        return [Comment(i, body, "nightcrew[bot]") for i, body in sorted(self.comments.items())]
+
+    def find_comment(self, task: TaskKey, marker: str) -> int | None:
+        return next((i for i, body in sorted(self.comments.items()) if marker in body), None)
 
     def add_labels(self, task: TaskKey, labels: list[str]) -> None:
         self.labels.update(labels)
