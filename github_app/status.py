@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -9,12 +10,13 @@ from github_app.checkpoint import BLOCK_PREFIX
 
 MARKER = "<!-- nightcrew:status -->"
 State = Literal["queued", "running", "pr_opened", "done", "failed", "no_change", "needs_approval",
-                "paused"]
+                "paused", "cancelled"]
 LABELS: dict[State, str] = {
     "queued": "nightcrew:queued",
     "running": "nightcrew:running",
     "needs_approval": "nightcrew:needs-approval",
     "paused": "nightcrew:paused",
+    "cancelled": "nightcrew:cancelled",
     "pr_opened": "nightcrew:done",
     "done": "nightcrew:done",
     "no_change": "nightcrew:failed",
@@ -30,7 +32,13 @@ _HEADLINES: dict[State, str] = {
     "failed": "❌ **failed**",
     "needs_approval": "✋ **needs approval**",
     "paused": "⏸️ **paused**",
+    "cancelled": "🛑 **cancelled**",
 }
+
+
+def comment_key(task: object) -> str:
+    """The idempotency key of a task's status comment (``GitHost.create_comment(key=…)``)."""
+    return "status-" + re.sub(r"[^A-Za-z0-9._-]", "-", str(task))
 
 
 @dataclass(frozen=True)

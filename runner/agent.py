@@ -45,7 +45,8 @@ colleague who continues in a fresh context. Keep: the plan and which items are d
 changed (files, functions), what was tried and failed and why, the last test result, and the
 next steps. Be concrete and brief; no pleasantries."""
 
-Outcome = Literal["finished", "needs_approval", "paused_budget", "halted", "iteration_limit"]
+Outcome = Literal["finished", "needs_approval", "paused_budget", "halted", "iteration_limit",
+                  "paused", "cancelled"]
 
 MARK_DONE_SPEC: ToolSpec = {
     "name": "mark_done",
@@ -171,7 +172,9 @@ class Agent:
     def __init__(
         self, roles: Roles | ModelClient, tools: Toolbox, *, limits: LoopLimits | None = None,
         budget: RunBudget | None = None, gate: Callable[[], Gate | None] | None = None,
-        on_step: Callable[[StepEvent], None] | None = None, plan: bool = True,
+        on_step: Callable[[StepEvent], None] | None = None, plan: bool | Plan = True,
+        stop_check: Callable[[], tuple[Literal["cancel", "pause"], str] | None] | None = None,
+        on_green: Callable[[], None] | None = None,
     ) -> None:
         self.roles = roles if isinstance(roles, Roles) else Roles.single(roles)
         self.tools = tools
@@ -180,6 +183,8 @@ class Agent:
         self.gate = gate or (lambda: None)
         self.on_step = on_step or (lambda event: None)
         self.planning = plan
+        self.stop_check = stop_check or (lambda: None)
+        self.on_green = on_green or (lambda: None)
         self.result = AgentResult("iteration_limit", "", 0)
         self._failures: Counter[str] = Counter()
         self._note = ""
@@ -192,7 +197,7 @@ class Agent:
         """Plan, then act until ``finish``, a limit, the budget, the gate or a repeated failure."""
         result = self.result
         try:
-            result.plan = self._plan(task) if self.planning else Plan(["Fix the issue."], [])
+            result.plan = self._initial_plan(task)
             messages = [_user(self._brief(task))]
             while result.steps < self.limits.max_iterations:
                 messages = self._step(task, messages)
@@ -206,8 +211,19 @@ class Agent:
 
     # -- the parts of a step ----------------------------------------------------------------
 
+    def _initial_plan(self, task: str) -> Plan:
+        """A resumed task keeps its plan; a new one asks the planner (or plans nothing)."""
+        if isinstance(self.planning, Plan):
+            return self.planning
+        return self._plan(task) if self.planning else Plan(["Fix the issue."], [])
+
     def _step(self, task: str, messages: list[Message]) -> list[Message]:
         """One executor call and its tool calls; returns the conversation to continue with."""
+        stop = self.stop_check()  # a person's cancel/pause is honoured between steps
+        if stop is not None:
+            kind, actor = stop
+            raise _Stop("cancelled" if kind == "cancel" else "paused",
+                        f"{'cancelled' if kind == 'cancel' else 'paused'} by @{actor}")
         reply = self._call(self.roles.executor, EXECUTOR_PROMPT, messages, self.specs,
                            self.limits.max_tokens)
         self.result.steps += 1
@@ -221,6 +237,9 @@ class Agent:
             observations = [(c.id, self._execute(c)) for c in reply.tool_calls]
             messages.append({"role": "user", "content": [_tool_result(i, o) for i, o in observations]})
         self._report(", ".join(render_input(c) for c in reply.tool_calls) or "replied without a tool call")
+        ran_tests = any(c.name == "run_tests" for c in reply.tool_calls)
+        if ran_tests and self.tools.last_tests is not None and self.tools.last_tests.green:
+            self.on_green()  # a checkpoint: the work so far passes the tests
         for _, observation in observations:
             self._check_repeats(observation)
             if observation.finished:

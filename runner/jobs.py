@@ -18,7 +18,8 @@ def run_task(args: dict[str, Any]) -> dict[str, Any]:
         outcome = run(
             task, host=host, models=deps.models(), sandbox_for=deps.sandbox_for,
             config=deps.task_config(),
-            status_comment=args.get("status_comment"),
+            status_comment=args.get("status_comment"), controls=deps.controls_for(task),
+            events=deps.events_for(task),
         )
     finally:
         # The slot goes back to the fleet however the run ended; the next task starts.

@@ -7,16 +7,17 @@ pipeline runs in the worker, the demo and the tests.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from unidiff.errors import UnidiffParseError
 
 from github_app import logs, status
 from github_app.checkpoint import Checkpoint, render_block, utc_now
+from github_app.eventlog import EventLog, Kind, new_run_id
 from github_app.github import GitHost, Issue
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
 from github_app.status import StatusView
@@ -71,12 +72,13 @@ class StatusReporter:
     """Keeps the one status comment current: throttled, but every state change is written."""
 
     def __init__(self, host: GitHost, task: TaskKey, comment_id: int | None,
-                 checkpoint_key: bytes | None = None) -> None:
+                 checkpoint_key: bytes | None = None, events: EventLog | None = None) -> None:
         self.host = host
+        self.events = events
         self.task = task
         self.view = StatusView("running", str(task))
         self.comment_id = comment_id if comment_id else host.create_comment(
-            task, status.render(self.view)
+            task, status.render(self.view), key=status.comment_key(task)
         )
         self._last_write = 0.0
         self._key = checkpoint_key
@@ -90,11 +92,33 @@ class StatusReporter:
             self.budget = changes.pop("budget_snapshot")
         previous = self.view
         self.view = replace(self.view, **changes)
+        self._log(previous, changes)
         due = time.monotonic() - self._last_write >= STATUS_MIN_INTERVAL_S
         if force or due or previous.state != self.view.state:
             view = replace(self.view, checkpoint_block=self._block()) if self._key else self.view
-            self.host.update_comment(self.task, self.comment_id, status.render(view))
+            self.host.update_comment(self.task, self.comment_id, status.render(view),
+                                     key=status.comment_key(self.task))
             self._last_write = time.monotonic()
+
+    def _log(self, previous: StatusView, changes: dict[str, Any]) -> None:
+        """Every change also goes to the task's event log (JSONL file + Redis stream)."""
+        if self.events is None:
+            return
+        view = self.view
+        if view.state != previous.state:
+            kind: Kind = "run_finished" if view.state not in ("running", "queued") else "state"
+            self.events.emit(kind, state=view.state, detail=view.detail)
+        if "step" in changes and view.step != previous.step:
+            self.events.emit("step_finished", step=view.step, action=view.detail,
+                             plan_item=view.plan_item)
+            self.events.emit("spend", tokens=view.tokens, cost_usd=view.cost_usd,
+                             budget_usd=view.budget_usd)
+        for phase in ("before", "after"):
+            summary = changes.get(f"tests_{phase}")
+            if summary and summary != getattr(previous, f"tests_{phase}"):
+                self.events.emit("test_result", phase=phase, summary=summary)
+        if "commits" in changes and view.commits != previous.commits:
+            self.events.emit("state", state=view.state, commits=list(view.commits))
 
     def _block(self) -> str:
         """The signed checkpoint of what the issue shows: state, step, plan, commits, budget."""
@@ -130,6 +154,35 @@ class TaskConfig:
 ModelFactory = Callable[[str], ModelClient]
 
 
+class TaskControls(Protocol):
+    """What people asked in the thread (``github_app.controls`` in Redis, in the worker)."""
+
+    def stop_requested(self) -> tuple[Literal["cancel", "pause"], str] | None: ...
+    def render_requested(self) -> bool: ...
+    def take_budget(self) -> float: ...
+    def approved(self) -> set[str]: ...
+    def clear_stop(self) -> None: ...
+
+
+class NoControls:
+    """Nobody steers: local runs and tests."""
+
+    def stop_requested(self) -> tuple[Literal["cancel", "pause"], str] | None:
+        return None
+
+    def render_requested(self) -> bool:
+        return False
+
+    def take_budget(self) -> float:
+        return 0.0
+
+    def approved(self) -> set[str]:
+        return set()
+
+    def clear_stop(self) -> None:
+        return None
+
+
 class Progress(Protocol):
     """Where a run's progress goes: ``StatusView`` fields as keywords."""
 
@@ -138,18 +191,23 @@ class Progress(Protocol):
 
 def run(
     task: TaskKey, *, host: GitHost, models: ModelFactory, sandbox_for: SandboxFactory,
-    config: TaskConfig, status_comment: int | None = None,
+    config: TaskConfig, status_comment: int | None = None, controls: TaskControls | None = None,
+    events: EventLog | None = None,
 ) -> TaskOutcome:
     """Run one task; report on the issue whatever happens."""
-    reporter = StatusReporter(host, task, status_comment, config.checkpoint_key)
+    controls = controls or NoControls()
+    events = events or EventLog(config.data_dir, str(task), new_run_id(), redis=None)
+    reporter = StatusReporter(host, task, status_comment, config.checkpoint_key, events)
     reporter.set_state_label("running")
+    events.emit("run_started", budget_usd=None)
     reporter.update(force=True, state="running", detail="Checking out the repository…")
     outcome = TaskOutcome(str(task), "running", task.branch, reporter.comment_id)
     try:
-        _run(task, host, models, sandbox_for, config, reporter, outcome)
+        _run(task, host, models, sandbox_for, config, reporter, outcome, controls)
     except TaskFailed as exc:
         _finish(reporter, outcome, "failed", str(exc))
     except Exception as exc:
+        events.emit("error", message=f"{type(exc).__name__}: {exc}"[:500], fatal=True)
         _finish(reporter, outcome, "failed", f"nightcrew hit an internal error ({type(exc).__name__}).")
         raise
     return outcome
@@ -157,7 +215,7 @@ def run(
 
 def _run(
     task: TaskKey, host: GitHost, models: ModelFactory, sandbox_for: SandboxFactory,
-    config: TaskConfig, reporter: StatusReporter, outcome: TaskOutcome,
+    config: TaskConfig, reporter: StatusReporter, outcome: TaskOutcome, controls: TaskControls,
 ) -> None:
     issue = host.issue(task)
     repo = host.repository(task.owner, task.repo)
@@ -179,7 +237,15 @@ def _run(
         outcome.tests_before = before
         reporter.update(force=True, detail="Planning the fix…", tests_before=_counts(before))
         result = run_agent(issue, workspace, sandbox, command, models, config, repo_config,
-                           reporter.update, outcome, memory)
+                           reporter.update, outcome, memory, controls,
+                           on_green=lambda: _checkpoint_commit(task, workspace, token, reporter, outcome))
+        if result.outcome in ("cancelled", "paused"):
+            controls.clear_stop()
+            verb = "resume" if result.outcome == "paused" else "retry"
+            kept = f" Work that passed the tests is on branch `{task.branch}`." if outcome.commits else ""
+            _finish(reporter, outcome, result.outcome,
+                    f"{result.stop_reason.capitalize()}.{kept} Say `/nightcrew {verb}` to go on.")
+            return
         if result.outcome == "needs_approval":
             _finish(reporter, outcome, "needs_approval",
                     f"{result.question}\n\nNothing was pushed.")
@@ -227,6 +293,18 @@ def _push(workspace: Workspace, token: str | None) -> None:
     workspace.push(token)
 
 
+def _checkpoint_commit(
+    task: TaskKey, workspace: Workspace, token: str, reporter: StatusReporter, outcome: TaskOutcome,
+) -> None:
+    """Tests just passed: the work so far becomes a pushed commit and a new signed checkpoint."""
+    sha = workspace.commit_all(f"nightcrew: checkpoint of #{task.number} (tests pass)")
+    if sha is None:
+        return  # nothing new since the last checkpoint
+    _push(workspace, token)
+    outcome.commits.append(sha)
+    reporter.update(force=True, commits=tuple(outcome.commits))
+
+
 def _failure_record(task: TaskKey, result: AgentResult) -> FailureRecord:
     plan = result.plan.render() if result.plan else ""
     return FailureRecord(task=f"issue #{task.number}", at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -261,7 +339,8 @@ def _setup(
 def run_agent(
     issue: Issue, workspace: Workspace, sandbox: Sandbox, command: TestCommand,
     models: ModelFactory, config: TaskConfig, repo_config: RepoConfig, progress: Progress,
-    outcome: TaskOutcome, memory: FailureLog,
+    outcome: TaskOutcome, memory: FailureLog, controls: TaskControls | None = None,
+    on_green: Callable[[], None] | None = None,
 ) -> AgentResult:
     """Gather the context, then run the loop under the repo's budget, limits and approval gate.
 
@@ -280,7 +359,12 @@ def run_agent(
     )
     removed = sum(context.removed.values())
     note = f"Hidden text was removed from the issue before the agent saw it ({removed} part(s))." if removed else ""
+    controls = controls or NoControls()
     budget = RunBudget(BudgetLimits.from_config(repo_config.budget))
+    granted = controls.take_budget()
+    if granted > 0:
+        budget.raise_limit(usd=granted)
+    approved = controls.approved()
     limits = LoopLimits(max_iterations=min(policy.max_iterations, repo_config.budget.steps),
                         log_truncation_limit=policy.log_truncation_limit,
                         repeat_failure_limit=policy.repeat_failure_limit,
@@ -293,12 +377,13 @@ def run_agent(
         progress(step=event.step, max_steps=event.max_steps, tokens=outcome.tokens,
                  cost_usd=event.cost_usd, detail=f"Last action: `{event.action}`",
                  plan_item=event.plan_item, plan=_plan_view(agent.result.plan),
-                 budget_snapshot=budget.snapshot(),
+                 budget_snapshot=budget.snapshot(), force=controls.render_requested(),
                  **({"note": event.note} if event.note else {}))
 
-    progress(note=note, budget_usd=repo_config.budget.usd)
+    progress(note=note, budget_usd=budget.limits.usd)
     agent = Agent(_roles(models, config, repo_config), tools, limits=limits, budget=budget,
-                  gate=lambda: approval_gate(workspace, repo_config), on_step=on_step)
+                  gate=lambda: approval_gate(workspace, repo_config, approved), on_step=on_step,
+                  stop_check=controls.stop_requested, on_green=on_green)
     result = agent.run(_brief(issue, context, before))
     outcome.steps, outcome.tokens, outcome.cost_usd = (
         result.steps, result.usage.total_tokens, result.cost_usd)
@@ -313,12 +398,14 @@ def _roles(models: ModelFactory, config: TaskConfig, repo_config: RepoConfig) ->
                  summarizer=models(routing.model_for("summarizer", config.summarizer_model)))
 
 
-def approval_gate(workspace: Workspace, repo_config: RepoConfig) -> Gate | None:
-    """The question for a human when the change so far is of a kind the repo gates."""
+def approval_gate(workspace: Workspace, repo_config: RepoConfig,
+                  approved: Collection[str] = ()) -> Gate | None:
+    """The question for a human when the change so far is of a kind the repo gates and no
+    maintainer approved yet (``/nightcrew approve``)."""
     changes = [Change(path, _CHANGE_STATUS.get(code, "modified")) for code, path in workspace.changes()]
     kinds = classify_changes(changes, repo_config.approval,
                              existing_top_level=workspace.top_level_at_base())
-    return gate(kinds, repo_config.approval)
+    return gate({k: v for k, v in kinds.items() if k not in approved}, repo_config.approval)
 
 
 _CHANGE_STATUS: dict[str, ChangeStatus] = {"A": "added", "M": "modified", "D": "deleted",

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import redis
+
+from github_app import controls
 from github_app.dispatch import scheduler_for
+from github_app.eventlog import EventLog, new_run_id
 from github_app.github import GitHost, GitHubApp
 from github_app.queue import RQJobQueue
 from github_app.redis_conn import connect
@@ -52,6 +56,14 @@ class Dependencies:
 
         return model
 
+    def events_for(self, task: TaskKey) -> EventLog:
+        """This run's event log: a JSONL file in the data dir and a Redis stream for watchers."""
+        return EventLog(self.settings.data_dir.resolve(), str(task), new_run_id(),
+                        redis=connect(self.settings))
+
+    def controls_for(self, task: TaskKey) -> RedisControls:
+        return RedisControls(connect(self.settings), task)
+
     def task_config(self) -> TaskConfig:
         s = self.settings
         try:
@@ -70,6 +82,30 @@ class Dependencies:
     def sandbox_for(self, workspace: Path, *, network: bool = False) -> Sandbox:
         """The agent's sandbox (network off), or the setup phase's (network on)."""
         return BwrapSandbox(workspace, setup_policy(self.policy) if network else self.policy)
+
+
+@dataclass(frozen=True)
+class RedisControls:
+    """``TaskControls`` on the requests intake recorded in Redis (``github_app.controls``)."""
+
+    connection: redis.Redis
+    task: TaskKey
+
+    def stop_requested(self) -> tuple[Literal["cancel", "pause"], str] | None:
+        request = controls.stop_requested(self.connection, self.task)
+        return None if request is None else (request.kind, request.actor)
+
+    def render_requested(self) -> bool:
+        return controls.render_requested(self.connection, self.task)
+
+    def take_budget(self) -> float:
+        return controls.take_budget(self.connection, self.task)
+
+    def approved(self) -> set[str]:
+        return controls.approved(self.connection, self.task)
+
+    def clear_stop(self) -> None:
+        controls.clear_stop(self.connection, self.task)
 
 
 def from_settings() -> Dependencies:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import redis
 
+from github_app import controls
 from github_app.intake import handle
 from github_app.label_cache import trigger_label_for
 from github_app.queue import POSITIONS_JOB, TASK_JOB, TASK_QUEUE
@@ -74,11 +75,77 @@ def test_second_trigger_for_a_queued_task_starts_nothing_new(scheduler: TaskSche
     assert host.reactions[-1] == ("eyes", 77)  # the person still sees they were heard
 
 
-def test_commands_not_built_yet_are_answered(scheduler: TaskScheduler) -> None:
-    host, queue = FakeHost(), FakeQueue()
-    assert handle(args(kind="pause"), host, queue, scheduler) == "unsupported:pause"
-    assert "not available yet" in next(iter(host.comments.values()))
-    assert queue.jobs == []
+def test_pause_takes_a_waiting_task_off_the_queue(scheduler: TaskScheduler) -> None:
+    host, queue = FakeHost("write"), FakeQueue()
+    handle(args(), host, queue, scheduler)  # #3 takes the one slot
+    other = TaskKey.parse("octo/hello#4")
+    handle(args(task=str(other)), host, queue, scheduler)
+    assert handle(args(task=str(other), kind="pause"), host, queue, scheduler) == "pause:dequeued"
+    assert scheduler.state(other) == {} and scheduler.positions() == {}
+    assert "nightcrew:paused" in host.labels
+    status_body = [b for b in host.comments.values() if "Paused by @alice while queued" in b]
+    assert len(status_body) == 1
+
+
+def test_cancel_of_a_running_task_is_a_request_it_honours_between_steps(
+    scheduler: TaskScheduler, connection: redis.Redis,
+) -> None:
+    host, queue = FakeHost("write"), FakeQueue()
+    handle(args(), host, queue, scheduler)  # dispatched: running as far as intake can tell
+    assert handle(args(kind="cancel", actor="bob"), host, queue, scheduler) == "cancel:requested"
+    request = controls.stop_requested(connection, TASK)
+    assert request is not None and (request.kind, request.actor) == ("cancel", "bob")
+
+
+def test_a_reader_cannot_steer(scheduler: TaskScheduler, connection: redis.Redis) -> None:
+    host, queue = FakeHost("read"), FakeQueue()
+    assert handle(args(kind="cancel"), host, queue, scheduler) == "refused"
+    assert controls.stop_requested(connection, TASK) is None
+
+
+def test_budget_raise_on_a_budget_paused_task_resumes_it_with_its_status_comment(
+    scheduler: TaskScheduler, connection: redis.Redis,
+) -> None:
+    host, queue = FakeHost("write"), FakeQueue()
+    status_id = host.create_comment(TASK, MARKER + "\n⏸️ paused")
+    host.labels = {"nightcrew", "nightcrew:paused"}
+    assert handle(args(kind="budget", args="+$5"), host, queue, scheduler) == "resumed"
+    assert controls.take_budget(connection, TASK) == 5.0
+    [(_, (job_args,), _, _)] = task_jobs(queue)
+    assert job_args["resume"] is True and job_args["status_comment"] == status_id
+    assert "nightcrew:queued" in host.labels and "nightcrew:paused" not in host.labels
+
+
+def test_approve_names_kinds_and_resumes_a_task_waiting_for_approval(
+    scheduler: TaskScheduler, connection: redis.Redis,
+) -> None:
+    host, queue = FakeHost("maintain"), FakeQueue()
+    host.create_comment(TASK, MARKER)
+    host.labels = {"nightcrew:needs-approval"}
+    assert handle(args(kind="approve", args="dependencies"), host, queue, scheduler) == "resumed"
+    assert controls.approved(connection, TASK) == {"dependencies"}
+    assert handle(args(kind="approve", args="everything"), host, queue, scheduler) == "approve:unknown"
+    assert "Nothing to approve called everything" in list(host.comments.values())[-1]
+
+
+@pytest.mark.parametrize(("kind", "text", "answer"), [
+    ("resume", "", "resume:nothing"), ("retry", "", "retry:nothing"),
+    ("budget", "lots", "budget:unreadable"), ("pause", "", "pause:nothing"),
+])
+def test_steering_with_nothing_to_steer_is_answered(
+    scheduler: TaskScheduler, kind: str, text: str, answer: str,
+) -> None:
+    host, queue = FakeHost("write"), FakeQueue()
+    assert handle(args(kind=kind, args=text), host, queue, scheduler) == answer
+    assert len(host.comments) == 1 and task_jobs(queue) == []
+
+
+def test_retry_of_a_failed_task_queues_it_again(scheduler: TaskScheduler) -> None:
+    host, queue = FakeHost("write"), FakeQueue()
+    host.labels = {"nightcrew:failed"}
+    assert handle(args(kind="retry", args="fresh"), host, queue, scheduler) == "queued"
+    [(_, (job_args,), _, _)] = task_jobs(queue)
+    assert job_args["fresh"] is True and job_args["resume"] is False
 
 
 def test_unknown_command_gets_the_list_of_valid_ones(scheduler: TaskScheduler) -> None:

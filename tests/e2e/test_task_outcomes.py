@@ -4,12 +4,13 @@ the scripted model behind the loop. What the issue shows is what a person would 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from github_app.checkpoint import checkpoint_key, read_block
 from github_app.devhub import DevHub
+from github_app.eventlog import fold, read_events
 from github_app.github import GitHubApp
 from github_app.status import split_block
 from github_app.tasks import TaskKey
@@ -18,7 +19,7 @@ from runner.model.script import ScriptStep
 from runner.model.scripted import ScriptedModel
 from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
-from runner.task import TaskConfig, TaskOutcome, run
+from runner.task import NoControls, TaskConfig, TaskControls, TaskOutcome, run
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +40,8 @@ def call(name: str, **args: Any) -> dict[str, Any]:
 
 
 def run_task(hub: DevHub, app_private_key: str, tmp_path: Path, steps: list[dict[str, Any]],
-             files: dict[str, str] | None = None) -> tuple[TaskOutcome, ScriptedModel, dict[str, Any]]:
+             files: dict[str, str] | None = None, controls: TaskControls | None = None,
+             ) -> tuple[TaskOutcome, ScriptedModel, dict[str, Any]]:
     if hub.state.repo(OWNER, REPO) is None:
         hub.create_repo(OWNER, REPO, files or FILES)
         hub.install(OWNER)
@@ -53,7 +55,7 @@ def run_task(hub: DevHub, app_private_key: str, tmp_path: Path, steps: list[dict
 
     outcome = run(TaskKey(OWNER, REPO, number), host=host, models=lambda _model_id: model,
                   sandbox_for=sandbox_for,
-                  config=TaskConfig(data_dir=tmp_path / "data", checkpoint_key=KEY))
+                  config=TaskConfig(data_dir=tmp_path / "data", checkpoint_key=KEY), controls=controls)
     return outcome, model, hub.issue(OWNER, REPO, number)
 
 
@@ -127,3 +129,44 @@ def test_a_secret_in_the_change_blocks_the_push_and_is_never_echoed(
     assert all(canary not in c["body"] for c in issue["comments"])
     assert devhub.pulls(OWNER, REPO) == []
     assert not any(b.startswith("nightcrew/") for b in devhub.git.branches(OWNER, REPO))
+
+
+class CancelAfter(NoControls):
+    """A person says `/nightcrew cancel` while the task is at its Nth step."""
+
+    def __init__(self, steps: int) -> None:
+        self.asked, self.steps, self.cleared = 0, steps, False
+
+    def stop_requested(self) -> tuple[Literal["cancel", "pause"], str] | None:
+        self.asked += 1
+        return ("cancel", "alice") if self.asked > self.steps else None
+
+    def clear_stop(self) -> None:
+        self.cleared = True
+
+
+def test_cancel_mid_run_stops_cleanly_keeping_the_last_green_checkpoint(
+    devhub: DevHub, app_private_key: str, tmp_path: Path,
+) -> None:
+    controls = CancelAfter(steps=3)
+    steps = [PLAN, FIX, call("run_tests"), call("read_file", path="calc.py"),
+             *[call("read_file", path="calc.py") for _ in range(5)]]
+    outcome, model, issue = run_task(devhub, app_private_key, tmp_path, steps, controls=controls)
+    assert outcome.state == "cancelled" and controls.cleared and model.remaining == 5
+    assert "nightcrew:cancelled" in issue["labels"] and "nightcrew:running" not in issue["labels"]
+    body = status_body(issue)
+    assert "cancelled by @alice" in body.lower() and "/nightcrew retry" in body
+    # The green run after the fix became a pushed checkpoint commit, named in the signed block.
+    [sha] = outcome.commits
+    read = read_block(body, KEY, task=f"{OWNER}/{REPO}#{issue['number']}")
+    assert read.checkpoint is not None and read.checkpoint.head_sha == sha
+    assert read.checkpoint.state == "cancelled"
+    assert devhub.git.branches(OWNER, REPO).get(f"nightcrew/issue-{issue['number']}") == sha
+    assert devhub.pulls(OWNER, REPO) == []
+    # The run's event log tells the same story, and folds back into what the issue shows.
+    events = read_events(tmp_path / "data", f"{OWNER}/{REPO}#{issue['number']}")
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished" and "test_result" in kinds
+    assert [e.data["step"] for e in events if e.kind == "step_finished"] == [1, 2, 3]
+    progress = fold(events)
+    assert progress.state == "cancelled" and progress.commits == (sha,) and progress.step == 3

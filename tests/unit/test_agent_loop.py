@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -272,3 +272,25 @@ def test_an_approval_gated_change_stops_the_task_with_a_question(repo: Path) -> 
     result = agent(model, repo, gate=approval).run("fix add")
     assert result.outcome == "needs_approval" and "requirements.txt" in result.question
     assert "/nightcrew approve" in result.question and result.summary == ""
+
+
+def test_a_stop_request_is_honoured_at_the_next_step(repo: Path) -> None:
+    asked: list[int] = []
+
+    def stop_check() -> tuple[Literal["cancel", "pause"], str] | None:
+        asked.append(1)
+        return ("pause", "alice") if len(asked) >= 3 else None
+
+    model = script(PLAN, *[call("read_file", path="calc.py") for _ in range(10)])
+    result = agent(model, repo, stop_check=stop_check).run("fix add")
+    assert result.outcome == "paused" and result.stop_reason == "paused by @alice"
+    assert result.steps == 2 and model.remaining == 8  # no model call after the request
+
+
+def test_green_tests_after_a_change_call_the_checkpoint_hook(repo: Path) -> None:
+    greens: list[str] = []
+    model = script(PLAN, call("run_tests"),
+                   call("edit_file", path="calc.py", search="return a - b", replace="return a + b"),
+                   call("run_tests"), call("finish", summary="ok"))
+    result = agent(model, repo, on_green=lambda: greens.append((repo / "calc.py").read_text())).run("x")
+    assert result.finished and greens == ["def add(a, b):\n    return a + b\n"]  # only the green run
