@@ -38,7 +38,7 @@ def advance(scheduler: TaskScheduler, queue: JobQueue) -> list[Dispatched]:
     picked = scheduler.dispatch()
     for item in picked:
         enqueued = queue.enqueue(TASK_JOB, item.args, queue=TASK_QUEUE, job_id=item.task.job_id,
-                                 timeout_s=TASK_TIMEOUT_S)
+                                 timeout_s=TASK_TIMEOUT_S, heartbeat=True)
         if not enqueued:  # its previous run is still winding down: wait for the next round
             scheduler.requeue(item.task)
     queue.enqueue(POSITIONS_JOB, queue=INTAKE_QUEUE, job_id="nightcrew-positions", timeout_s=300)

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from unidiff.errors import UnidiffParseError
 
 from github_app import logs, status
-from github_app.checkpoint import Checkpoint, render_block, utc_now
+from github_app.checkpoint import Checkpoint, read_block, render_block, utc_now
 from github_app.eventlog import EventLog, Kind, new_run_id
 from github_app.github import GitHost, Issue
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
@@ -85,16 +85,20 @@ class StatusReporter:
         self.base_sha: str | None = None
         self.budget: dict[str, Any] = {}
         self.pr_number: int | None = None
+        self.approved: set[str] = set()
 
     def update(self, *, force: bool = False, **changes: Any) -> None:
         """Change the view; write it when forced, on a state change, or after the interval."""
         if "budget_snapshot" in changes:
             self.budget = changes.pop("budget_snapshot")
+        if "approved_kinds" in changes:
+            self.approved = set(changes.pop("approved_kinds"))
         previous = self.view
         self.view = replace(self.view, **changes)
         self._log(previous, changes)
         due = time.monotonic() - self._last_write >= STATUS_MIN_INTERVAL_S
-        if force or due or previous.state != self.view.state:
+        # State and plan progress are what a resume needs: written at once, never throttled.
+        if force or due or previous.state != self.view.state or previous.plan != self.view.plan:
             view = replace(self.view, checkpoint_block=self._block()) if self._key else self.view
             self.host.update_comment(self.task, self.comment_id, status.render(view),
                                      key=status.comment_key(self.task))
@@ -127,7 +131,8 @@ class StatusReporter:
         checkpoint = Checkpoint(
             task=str(self.task), state=view.state, step=view.step, branch=self.task.branch,
             head_sha=view.commits[-1] if view.commits else None, base_sha=self.base_sha,
-            plan=tuple((s.text, s.done) for s in view.plan), budget=self.budget, approved=(),
+            plan=tuple((s.text, s.done) for s in view.plan), budget=self.budget,
+            approved=tuple(sorted(self.approved)),
             pr_number=self.pr_number, writes=(), updated_at=utc_now(),
         )
         return render_block(checkpoint, self._key)
@@ -192,18 +197,28 @@ class Progress(Protocol):
 def run(
     task: TaskKey, *, host: GitHost, models: ModelFactory, sandbox_for: SandboxFactory,
     config: TaskConfig, status_comment: int | None = None, controls: TaskControls | None = None,
-    events: EventLog | None = None,
+    events: EventLog | None = None, resume: bool = False, fresh: bool = False,
 ) -> TaskOutcome:
-    """Run one task; report on the issue whatever happens."""
+    """Run one task; report on the issue whatever happens.
+
+    A run after a crash (or a ``/nightcrew resume``) starts from the signed checkpoint under the
+    status comment: same comment, same branch and commits, same plan, the budget as spent.
+    """
     controls = controls or NoControls()
     events = events or EventLog(config.data_dir, str(task), new_run_id(), redis=None)
     reporter = StatusReporter(host, task, status_comment, config.checkpoint_key, events)
-    reporter.set_state_label("running")
-    events.emit("run_started", budget_usd=None)
-    reporter.update(force=True, state="running", detail="Checking out the repository…")
+    checkpoint = None if fresh else _read_checkpoint(host, task, reporter, config, events,
+                                                     requested=resume)
     outcome = TaskOutcome(str(task), "running", task.branch, reporter.comment_id)
+    if checkpoint is not None:
+        _restore(reporter, outcome, checkpoint)
+    reporter.set_state_label("running")
+    events.emit("run_started", resumed=checkpoint is not None,
+                head_sha=checkpoint.head_sha if checkpoint else None)
+    reporter.update(force=True, state="running", detail="Resuming from the last checkpoint…"
+                    if checkpoint else "Checking out the repository…")
     try:
-        _run(task, host, models, sandbox_for, config, reporter, outcome, controls)
+        _run(task, host, models, sandbox_for, config, reporter, outcome, controls, checkpoint)
     except TaskFailed as exc:
         _finish(reporter, outcome, "failed", str(exc))
     except Exception as exc:
@@ -216,6 +231,7 @@ def run(
 def _run(
     task: TaskKey, host: GitHost, models: ModelFactory, sandbox_for: SandboxFactory,
     config: TaskConfig, reporter: StatusReporter, outcome: TaskOutcome, controls: TaskControls,
+    checkpoint: Checkpoint | None = None,
 ) -> None:
     issue = host.issue(task)
     repo = host.repository(task.owner, task.repo)
@@ -238,7 +254,8 @@ def _run(
         reporter.update(force=True, detail="Planning the fix…", tests_before=_counts(before))
         result = run_agent(issue, workspace, sandbox, command, models, config, repo_config,
                            reporter.update, outcome, memory, controls,
-                           on_green=lambda: _checkpoint_commit(task, workspace, token, reporter, outcome))
+                           on_green=lambda: _checkpoint_commit(task, workspace, token, reporter, outcome),
+                           resume_from=checkpoint)
         if result.outcome in ("cancelled", "paused"):
             controls.clear_stop()
             verb = "resume" if result.outcome == "paused" else "retry"
@@ -293,6 +310,43 @@ def _push(workspace: Workspace, token: str | None) -> None:
     workspace.push(token)
 
 
+# A crash leaves the checkpoint in one of these states; a person's resume/retry may pick up more.
+_AFTER_CRASH = frozenset({"running", "queued"})
+_ON_REQUEST = _AFTER_CRASH | {"paused", "needs_approval", "failed", "cancelled"}
+
+
+def _read_checkpoint(
+    host: GitHost, task: TaskKey, reporter: StatusReporter, config: TaskConfig, events: EventLog,
+    *, requested: bool,
+) -> Checkpoint | None:
+    """The signed state under the status comment, if this run should continue from it."""
+    if config.checkpoint_key is None:
+        return None
+    body = next((c.body for c in host.list_comments(task) if c.id == reporter.comment_id), None)
+    if body is None:
+        return None
+    read = read_block(body, config.checkpoint_key, task=str(task))
+    if read.problem is not None:
+        events.emit("error", message=f"checkpoint block {read.problem}; ignored")
+        reporter.view = replace(reporter.view, note=f"The saved state under this comment was "
+                                f"{read.problem} and was ignored; the task starts from its branch.")
+        return None
+    checkpoint = read.checkpoint
+    if checkpoint is None or checkpoint.state not in (_ON_REQUEST if requested else _AFTER_CRASH):
+        return None
+    return checkpoint
+
+
+def _restore(reporter: StatusReporter, outcome: TaskOutcome, checkpoint: Checkpoint) -> None:
+    """What the issue showed before the crash, so the status comment carries on from it."""
+    reporter.base_sha, reporter.budget = checkpoint.base_sha, dict(checkpoint.budget)
+    reporter.pr_number, reporter.approved = checkpoint.pr_number, set(checkpoint.approved)
+    commits = (checkpoint.head_sha,) if checkpoint.head_sha else ()
+    outcome.commits = list(commits)
+    reporter.view = replace(reporter.view, step=checkpoint.step, commits=commits,
+                            plan=tuple(status.PlanStep(t, d) for t, d in checkpoint.plan))
+
+
 def _checkpoint_commit(
     task: TaskKey, workspace: Workspace, token: str, reporter: StatusReporter, outcome: TaskOutcome,
 ) -> None:
@@ -340,7 +394,7 @@ def run_agent(
     issue: Issue, workspace: Workspace, sandbox: Sandbox, command: TestCommand,
     models: ModelFactory, config: TaskConfig, repo_config: RepoConfig, progress: Progress,
     outcome: TaskOutcome, memory: FailureLog, controls: TaskControls | None = None,
-    on_green: Callable[[], None] | None = None,
+    on_green: Callable[[], None] | None = None, resume_from: Checkpoint | None = None,
 ) -> AgentResult:
     """Gather the context, then run the loop under the repo's budget, limits and approval gate.
 
@@ -360,11 +414,12 @@ def run_agent(
     removed = sum(context.removed.values())
     note = f"Hidden text was removed from the issue before the agent saw it ({removed} part(s))." if removed else ""
     controls = controls or NoControls()
-    budget = RunBudget(BudgetLimits.from_config(repo_config.budget))
+    budget = _budget(repo_config, resume_from)
     granted = controls.take_budget()
     if granted > 0:
         budget.raise_limit(usd=granted)
-    approved = controls.approved()
+    approved = controls.approved() | set(resume_from.approved if resume_from else ())
+    progress(approved_kinds=sorted(approved))  # kept in the checkpoint: survives a lost Redis
     limits = LoopLimits(max_iterations=min(policy.max_iterations, repo_config.budget.steps),
                         log_truncation_limit=policy.log_truncation_limit,
                         repeat_failure_limit=policy.repeat_failure_limit,
@@ -383,11 +438,29 @@ def run_agent(
     progress(note=note, budget_usd=budget.limits.usd)
     agent = Agent(_roles(models, config, repo_config), tools, limits=limits, budget=budget,
                   gate=lambda: approval_gate(workspace, repo_config, approved), on_step=on_step,
-                  stop_check=controls.stop_requested, on_green=on_green)
-    result = agent.run(_brief(issue, context, before))
+                  stop_check=controls.stop_requested, on_green=on_green,
+                  plan=_resumed_plan(resume_from) or True)
+    result = agent.run(_brief(issue, context, before, resume_from))
     outcome.steps, outcome.tokens, outcome.cost_usd = (
         result.steps, result.usage.total_tokens, result.cost_usd)
     return result
+
+
+def _budget(repo_config: RepoConfig, resume_from: Checkpoint | None) -> RunBudget:
+    """The repo's budget, or the one a resumed task had spent from (never a fresh start)."""
+    if resume_from is not None and resume_from.budget:
+        try:
+            return RunBudget.from_snapshot(dict(resume_from.budget))
+        except ValueError:
+            log.warning("task.bad_budget_snapshot", task=resume_from.task)
+    return RunBudget(BudgetLimits.from_config(repo_config.budget))
+
+
+def _resumed_plan(resume_from: Checkpoint | None) -> Plan | None:
+    if resume_from is None or not resume_from.plan:
+        return None
+    return Plan([text for text, _ in resume_from.plan], [],
+                {n for n, (_, done) in enumerate(resume_from.plan, 1) if done})
 
 
 def _roles(models: ModelFactory, config: TaskConfig, repo_config: RepoConfig) -> Roles:
@@ -412,10 +485,15 @@ _CHANGE_STATUS: dict[str, ChangeStatus] = {"A": "added", "M": "modified", "D": "
                                            "R": "renamed", "T": "modified"}
 
 
-def _brief(issue: Issue, context: ContextPackage, before: TestReport | None) -> str:
+def _brief(issue: Issue, context: ContextPackage, before: TestReport | None,
+           resume_from: Checkpoint | None = None) -> str:
     """The task as the planner and the executor first see it."""
     lines = [f"Fix issue #{issue.number} of this repository. The issue and the repository "
              "context follow."]
+    if resume_from is not None and resume_from.head_sha:
+        lines.append(f"This task is resumed: the work of an earlier run is already committed on "
+                     f"this branch (up to {resume_from.head_sha[:10]}); plan items marked done are "
+                     "done. Check the current state of the files before editing.")
     if before is not None:
         lines.append(f"The test suite before any change: {_counts(before)}, {before.errors} errors "
                      f"(exit {before.exit_code}).")

@@ -20,8 +20,8 @@ from runner.workspace import Workspaces
 
 # RQ's defaults notice a dead worker after ~10 minutes; these make it about a minute, and the
 # maintenance pass is where lost slots are taken back and the queue moves on.
-WORKER_TTL_S = 60
-MAINTENANCE_INTERVAL_S = 30
+WORKER_TTL_S = 40
+MAINTENANCE_INTERVAL_S = 15
 PUMP_WAIT_S = 5.0  # how long one BLMOVE waits; also how soon a stopping pump notices
 log = logs.get("nightcrew.worker")
 

@@ -13,3 +13,16 @@ def record(args: dict[str, Any]) -> None:
     job.connection.rpush("test:runs", args["n"])
     if args.get("fail"):
         raise RuntimeError("planned failure")
+
+
+def beat_and_hang(args: dict[str, Any]) -> None:
+    """A task job that beats quickly, then hangs until it is killed."""
+    import time
+
+    from github_app.queue import beating
+
+    job = get_current_job()
+    assert job is not None
+    with beating(job.connection, job.id, ttl_s=2, every_s=0.3):
+        job.connection.rpush("test:runs", args["n"])
+        time.sleep(60)

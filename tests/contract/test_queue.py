@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 import redis
 from rq import Queue, SimpleWorker
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 
-from github_app.queue import TASK_QUEUE, RQJobQueue
+from github_app import queue as queue_module
+from github_app.queue import TASK_QUEUE, RQJobQueue, heartbeat_key
 from github_app.tasks import TaskKey
 
 JOB = "tests.contract.jobs_for_tests.record"
@@ -32,3 +41,43 @@ def test_a_finished_or_failed_task_can_be_run_again(connection: redis.Redis) -> 
     assert queue.enqueue(JOB, {"n": 2}, queue=TASK_QUEUE, job_id=key.job_id)
     worker.work(burst=True)
     assert connection.lrange("test:runs", 0, -1) == [b"1", b"2"]
+
+
+def test_a_killed_task_job_is_dead_by_its_missing_heartbeat_and_runs_again(
+    connection: redis.Redis, redis_server: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(queue_module, "HEARTBEAT_GRACE_S", 1.0)
+    queue = RQJobQueue(connection)
+    key = TaskKey("octo", "hello", 7)
+    assert queue.enqueue("tests.contract.jobs_for_tests.beat_and_hang", {"n": 1}, queue=TASK_QUEUE,
+                         job_id=key.job_id, heartbeat=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import sys, redis; from rq import Queue, SimpleWorker; "
+         "c = redis.Redis.from_url(sys.argv[1]); "
+         f"SimpleWorker([Queue('{TASK_QUEUE}', connection=c)], connection=c).work(burst=True)",
+         redis_server], cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.monotonic() + 20
+        while not connection.exists(heartbeat_key(key.job_id)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert queue.is_live(key.job_id)  # running and beating
+    finally:
+        worker.kill()  # SIGKILL: no finally, no cleanup, the job stays STARTED in RQ
+        worker.wait()
+    assert Job.fetch(key.job_id, connection=connection).get_status() == JobStatus.STARTED
+    time.sleep(2.5)  # the heartbeat's TTL
+    assert not queue.is_live(key.job_id)  # dead now — RQ itself would take ~10 minutes
+    assert queue.enqueue(JOB, {"n": 2}, queue=TASK_QUEUE, job_id=key.job_id, heartbeat=True)
+    registry = StartedJobRegistry(TASK_QUEUE, connection=connection)
+    assert key.job_id not in registry.get_job_ids(cleanup=False)  # RQ's cleanup can't hit run 2
+    SimpleWorker([Queue(TASK_QUEUE, connection=connection)], connection=connection).work(burst=True)
+    assert connection.lrange("test:runs", 0, -1) == [b"1", b"2"]
+
+
+def test_a_job_without_heartbeats_keeps_rqs_own_liveness(connection: redis.Redis) -> None:
+    queue = RQJobQueue(connection)
+    key = TaskKey("octo", "hello", 8)
+    assert queue.enqueue(JOB, {"n": 1}, queue=TASK_QUEUE, job_id=key.job_id)
+    job = Job.fetch(key.job_id, connection=connection)
+    job.set_status(JobStatus.STARTED)
+    assert queue.is_live(key.job_id)

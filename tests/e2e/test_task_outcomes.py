@@ -170,3 +170,66 @@ def test_cancel_mid_run_stops_cleanly_keeping_the_last_green_checkpoint(
     assert [e.data["step"] for e in events if e.kind == "step_finished"] == [1, 2, 3]
     progress = fold(events)
     assert progress.state == "cancelled" and progress.commits == (sha,) and progress.step == 3
+
+
+class Crash(BaseException):
+    """What a SIGKILL looks like from inside: nothing after it runs, not even `except Exception`."""
+
+
+class CrashAt:
+    """The model dies (with the worker) on its Nth call."""
+
+    def __init__(self, inner: ScriptedModel, at: int) -> None:
+        self.inner, self.at, self.model = inner, at, inner.model
+
+    def complete(self, **kwargs: Any) -> Any:
+        if len(self.inner.requests) + 1 >= self.at:
+            raise Crash()
+        return self.inner.complete(**kwargs)
+
+
+def test_a_crashed_run_resumes_from_its_checkpoint_without_repeating_anything(
+    devhub: DevHub, app_private_key: str, tmp_path: Path,
+) -> None:
+    devhub.create_repo(OWNER, REPO, FILES)
+    devhub.install(OWNER)
+    number = devhub.create_issue(OWNER, REPO, "add() subtracts", "`add(2, 3)` is -1, not 5.")
+    app = GitHubApp(devhub.app_id, app_private_key, devhub.url)
+    host = app.host(app.installation_for(OWNER, REPO))
+    task = TaskKey(OWNER, REPO, number)
+    config = TaskConfig(data_dir=tmp_path / "data", checkpoint_key=KEY)
+
+    def sandbox_for(path: Path, *, network: bool = False) -> Sandbox:
+        return BwrapSandbox(path, SandboxPolicy())
+
+    first = ScriptedModel([ScriptStep.from_json(s) for s in [
+        PLAN, FIX, call("run_tests"), call("mark_done", items=[1]), call("read_file", path="calc.py")]],
+        model="claude-sonnet-4-5")
+    with pytest.raises(Crash):  # the worker dies at the 5th model call
+        run(task, host=host, models=lambda _m: CrashAt(first, 5), sandbox_for=sandbox_for,
+            config=config)  # type: ignore[arg-type, return-value]
+    issue = devhub.issue(OWNER, REPO, number)
+    [status_id] = [c["id"] for c in issue["comments"] if "nightcrew:status" in c["body"]]
+    branch_head = devhub.git.branches(OWNER, REPO)[task.branch]
+    spent_before = read_block(status_body(issue), KEY, task=str(task)).checkpoint
+
+    second = ScriptedModel([ScriptStep.from_json(s) for s in [
+        call("run_tests"), call("mark_done", items=[2]), call("finish", summary="add adds")]],
+        model="claude-sonnet-4-5")
+    outcome = run(task, host=host, models=lambda _m: second, sandbox_for=sandbox_for, config=config,
+                  status_comment=status_id)
+
+    assert outcome.state == "pr_opened"
+    issue = devhub.issue(OWNER, REPO, number)
+    assert [c["id"] for c in issue["comments"] if "nightcrew:status" in c["body"]] == [status_id]
+    [pull] = devhub.pulls(OWNER, REPO)
+    assert pull["head"] == task.branch
+    # The resumed run did not plan again: its first call was the executor's, with the old plan.
+    assert "planner" not in str(second.requests[0]["system"])
+    assert "1. Fix add" in second.requests[0]["messages"][0]["content"][0]["text"]
+    # The checkpoint commit of run 1 is the base of run 2: nothing was committed twice.
+    assert branch_head == outcome.commits[0]
+    final = read_block(status_body(issue), KEY, task=str(task)).checkpoint
+    assert spent_before is not None and final is not None
+    assert final.budget["spent"]["usd"] > spent_before.budget["spent"]["usd"]  # carried, not reset
+    assert final.plan == (("Fix add", True), ("Run the tests", True))

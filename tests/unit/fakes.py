@@ -85,7 +85,7 @@ class FakeQueue:
         self.live = live or set()
         self.seen: set[str] = set()
 
-    def enqueue(self, func: str, *args: Any, queue: str, job_id: str | None = None,
+    def enqueue(self, func: str, *args: Any, queue: str, job_id: str | None = None, heartbeat: bool = False,
                 timeout_s: int = 3600) -> bool:
         if job_id in self.live:
             return False
