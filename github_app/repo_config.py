@@ -103,6 +103,15 @@ class ApprovalPolicy(_Section):
     )
 
 
+class PullRequestPolicy(_Section):
+    """What happens when the tests do not pass after the change."""
+
+    on_failing_tests: Literal["draft", "none"] = Field(
+        default="draft",
+        description="`draft`: open a draft PR with the failure report; `none`: open no PR.",
+    )
+
+
 class ContextPolicy(_Section):
     """The first context the agent sees: how much, from how many files."""
 
@@ -154,6 +163,8 @@ class RepoConfig(_Section):
     rules: tuple[str, ...] = Field(default=(), description="House conventions the agent must follow.")
     review: ReviewPolicy = Field(default_factory=ReviewPolicy, description="Review behaviour.")
     context: ContextPolicy = Field(default_factory=ContextPolicy, description="Initial context size.")
+    pull_request: PullRequestPolicy = Field(default_factory=PullRequestPolicy,
+                                            description="Pull requests when tests fail.")
     agent: AgentPolicy = Field(default_factory=AgentPolicy, description="Agent loop limits.")
 
 

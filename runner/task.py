@@ -31,6 +31,7 @@ from runner.model import ModelClient
 from runner.sandbox import Sandbox
 from runner.secret_scan import SecretsFound, check_before_push
 from runner.setup import run_setup
+from runner.test_gate import GateVerdict, judge
 from runner.testrun import TestCommand, TestReport, detect_test_command, run_tests
 from runner.tools import Toolbox
 from runner.workspace import Workspace, Workspaces
@@ -276,8 +277,8 @@ def _run(
         if result.outcome == "paused_budget":
             _pause_for_budget(task, workspace, token, issue, result, reporter, outcome)
             return
-        _publish(task, host, repo.default_branch, workspace, token, issue, result.summary, reporter,
-                 outcome)
+        _publish(task, host, repo.default_branch, workspace, token, issue, result, repo_config,
+                 reporter, outcome)
 
 
 def _pause_for_budget(
@@ -509,27 +510,38 @@ def _plan_view(plan: Plan | None) -> tuple[status.PlanStep, ...]:
 
 def _publish(
     task: TaskKey, host: GitHost, base: str, workspace: Workspace, token: str, issue: Issue,
-    summary: str, reporter: StatusReporter, outcome: TaskOutcome,
+    result: AgentResult, repo_config: RepoConfig, reporter: StatusReporter, outcome: TaskOutcome,
 ) -> None:
+    """The test gate, then commit, scan, push and the pull request (ready, draft or none)."""
     after = outcome.tests_after
     assert after is not None
-    if not workspace.changed_files():
+    files = workspace.changed_files()
+    if not files:
         _finish(reporter, outcome, "no_change", "The agent finished without changing any file.")
         return
-    if not after.green:
-        raise TaskFailed(f"Tests fail after the change ({_counts(after)}); no pull request opened.")
+    verdict = judge(outcome.tests_before, after)
+    if not verdict.ready and repo_config.pull_request.on_failing_tests == "none":
+        raise TaskFailed("No pull request: " + "; ".join(verdict.reasons) + ".")
+    summary = result.summary
     sha = workspace.commit_all(f"Fix #{task.number}: {issue.title}\n\n{summary}")
     if sha:
         outcome.commits.append(sha)
     _push(workspace, token)
+    title = f"Fix #{task.number}: {issue.title}"
     pull = host.find_pull(task.owner, task.repo, task.branch) or host.create_pull(
-        task.owner, task.repo, head=task.branch, base=base,
-        title=f"Fix #{task.number}: {issue.title}", body=_pr_body(task, summary, outcome),
+        task.owner, task.repo, head=task.branch, base=base, draft=not verdict.ready,
+        title=title if verdict.ready else f"[draft] {title}",
+        body=_pr_body(task, summary, outcome, result.plan, files, verdict),
     )
+    host.add_labels(TaskKey(task.owner, task.repo, pull.number), ["nightcrew"])
     outcome.pr_number, outcome.pr_url, outcome.summary = pull.number, pull.html_url, summary
     reporter.pr_number = pull.number
     reporter.update(commits=tuple(outcome.commits), pr_url=pull.html_url)
-    _finish(reporter, outcome, "pr_opened", summary)
+    if verdict.ready:
+        _finish(reporter, outcome, "pr_opened", summary)
+    else:
+        _finish(reporter, outcome, "failed", "Opened a **draft** pull request with the failure "
+                f"report: {'; '.join(verdict.reasons)}.")
 
 
 def _finish(reporter: StatusReporter, outcome: TaskOutcome, state: status.State, detail: str) -> None:
@@ -544,16 +556,26 @@ def _counts(report: TestReport) -> str:
     return f"{report.passed} passed, {report.failed} failed"
 
 
-def _pr_body(task: TaskKey, summary: str, outcome: TaskOutcome) -> str:
+def _pr_body(task: TaskKey, summary: str, outcome: TaskOutcome, plan: Plan | None,
+             files: list[str], verdict: GateVerdict) -> str:
+    """Summary, the plan and what was done, tests before and after, files, cost; ``Fixes #N``."""
     before, after = outcome.tests_before, outcome.tests_after
-    lines = [
-        f"Fixes #{task.number}", "", summary, "",
-        "| tests | passed | failed |", "|---|---|---|",
-    ]
-    if before is not None:
-        lines.append(f"| before | {before.passed} | {before.failed} |")
-    if after is not None:
-        lines.append(f"| after | {after.passed} | {after.failed} |")
+    lines = [f"Fixes #{task.number}", "", summary, ""]
+    if not verdict.ready:
+        lines += ["> [!WARNING]", "> Draft: " + "; ".join(verdict.reasons) + ".", ""]
+    if plan is not None:
+        lines += ["**Plan**", *(f"- [{'x' if n in plan.done else ' '}] {item}"
+                                for n, item in enumerate(plan.items, 1))]
+        if plan.acceptance:
+            lines += ["", "**Acceptance**", *(f"- {c}" for c in plan.acceptance)]
+        lines.append("")
+    lines += ["| tests | passed | failed | errors |", "|---|---|---|---|"]
+    for name, report in (("before", before), ("after", after)):
+        if report is not None:
+            lines.append(f"| {name} | {report.passed} | {report.failed} | {report.errors} |")
+    if verdict.fixed:
+        lines += ["", "Fixed: " + ", ".join(f"`{t}`" for t in verdict.fixed[:10])]
+    lines += ["", f"**Files changed** ({len(files)})", *(f"- `{f}`" for f in files[:50])]
     lines += ["", f"{outcome.steps} steps · {outcome.tokens:,} tokens · ${outcome.cost_usd:.4f}",
               "", "<sub>Opened by nightcrew.</sub>"]
     return "\n".join(lines)

@@ -233,3 +233,23 @@ def test_a_crashed_run_resumes_from_its_checkpoint_without_repeating_anything(
     assert spent_before is not None and final is not None
     assert final.budget["spent"]["usd"] > spent_before.budget["spent"]["usd"]  # carried, not reset
     assert final.plan == (("Fix add", True), ("Run the tests", True))
+
+
+@pytest.mark.parametrize("policy", ["draft", "none"])
+def test_red_tests_after_the_change_give_a_draft_pr_or_none_per_config(
+    devhub: DevHub, app_private_key: str, tmp_path: Path, policy: str,
+) -> None:
+    files = {**FILES, ".github/nightcrew.yml": f"pull_request: {{on_failing_tests: {policy}}}\n"}
+    wrong = {"tool_calls": [{"name": "edit_file", "input": {
+        "path": "calc.py", "search": "    return a - b\n", "replace": "    return a * b\n"}}]}
+    outcome, _, issue = run_task(devhub, app_private_key, tmp_path,
+                                 [PLAN, wrong, call("finish", summary="multiplied")], files)
+    assert outcome.state == "failed" and "nightcrew:failed" in issue["labels"]
+    pulls = devhub.pulls(OWNER, REPO)
+    if policy == "none":
+        assert pulls == [] and "No pull request" in status_body(issue)
+        return
+    [pull] = pulls
+    assert pull["draft"] is True and "Fixes #" in pull["body"] and "Draft:" in pull["body"]
+    assert "`calc.py`" in pull["body"] and "**Plan**" in pull["body"]
+    assert "draft" in status_body(issue) and str(pull["number"]) in status_body(issue)
