@@ -44,6 +44,7 @@ from githubkit.exception import (
 )
 from githubkit.utils import UNSET
 from githubkit_schemas.v2026_03_10.models import Installation as _Installation
+from githubkit_schemas.v2026_03_10.models import Issue as _Issue
 from githubkit_schemas.v2026_03_10.models import IssueComment as _IssueComment
 
 from github_app.tasks import TaskKey
@@ -198,6 +199,18 @@ def _call(
                 return found
 
 
+def _all_pages(page_of: Callable[[int], list[T]]) -> list[T]:
+    """Items of every page, fetched until a short page (GitHub's lists are paginated)."""
+    items: list[T] = []
+    page = 1
+    while True:
+        batch = page_of(page)
+        items += batch
+        if len(batch) < PAGE_SIZE:
+            return items
+        page += 1
+
+
 def _retry_after(exc: RequestFailed) -> timedelta | None:
     """GitHub's ``Retry-After`` in seconds, if it sent one."""
     value = exc.response.headers.get("retry-after", "")
@@ -218,6 +231,15 @@ class GitHubApp:
             AppAuthStrategy(app_id, private_key), base_url=base_url, timeout=TIMEOUT_S,
             cache_strategy=self._cache, http_cache=False, auto_retry=False,
         )
+
+    def installations(self) -> list[int]:
+        """Every installation of the App (all pages)."""
+        def page_of(page: int) -> list[int]:
+            data = _call(f"installations of the App (page {page})", lambda: (
+                self._gh.rest.apps.list_installations(per_page=PAGE_SIZE, page=page).parsed_data))
+            return [inst.id for inst in data]
+
+        return _all_pages(page_of)
 
     def installation_for(self, owner: str, repo: str) -> int:
         """The installation id covering a repository."""
@@ -310,6 +332,27 @@ class GitHubKitHost:
         rest = self._gh.rest.repos
         return self._call(f"permission of {user} on {owner}/{repo}", lambda: (
             rest.get_collaborator_permission_level(owner, repo, user).parsed_data.permission))
+
+    def repositories(self) -> list[str]:
+        """``owner/repo`` of every repository the installation covers (all pages)."""
+        def page_of(page: int) -> list[str]:
+            data = self._call(f"repositories of the installation (page {page})", lambda: (
+                self._gh.rest.apps.list_repos_accessible_to_installation(
+                    per_page=PAGE_SIZE, page=page).parsed_data))
+            return [repo.full_name for repo in data.repositories]
+
+        return _all_pages(page_of)
+
+    def issues_with_label(self, owner: str, repo: str, label: str) -> list[int]:
+        """Numbers of the open issues (not pull requests) carrying ``label`` (all pages)."""
+        def page_of(page: int) -> list[int]:
+            data = self._call(f"issues of {owner}/{repo} labeled {label} (page {page})", lambda: cast(
+                list[_Issue], self._gh.rest.issues.list_for_repo(
+                    owner, repo, labels=label, state="open", per_page=PAGE_SIZE, page=page,
+                ).parsed_data))
+            return [issue.number for issue in data if not issue.pull_request]
+
+        return _all_pages(page_of)
 
     def list_comments(self, task: TaskKey) -> list[Comment]:
         """Every comment on the issue, oldest first (all pages)."""

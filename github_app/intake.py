@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from github_app import controls, logs, status
+from github_app.checkpoint import Checkpoint, render_block, utc_now
 from github_app.dispatch import advance, scheduler_for
 from github_app.github import GitHost, GitHubApp
 from github_app.label_cache import remember_trigger_label
@@ -20,7 +21,7 @@ from github_app.redis_conn import connect
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config, render_config_error
 from github_app.routing import COMMANDS
 from github_app.scheduler import TaskScheduler
-from github_app.settings import load_settings
+from github_app.settings import Settings, SettingsError, load_settings
 from github_app.tasks import TaskKey
 from github_app.trust import Refusal, check_actor, check_app_permissions
 
@@ -37,10 +38,18 @@ def intake(args: dict[str, Any]) -> str:
     installation = args.get("installation_id") or app.installation_for(task.owner, task.repo)
     queue = RQJobQueue(connect(settings))
     return handle({**args, "installation_id": int(installation)}, app.host(int(installation)),
-                  queue, scheduler_for(settings, queue))
+                  queue, scheduler_for(settings, queue), checkpoint_key=_key_or_none(settings))
 
 
-def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, scheduler: TaskScheduler) -> str:
+def _key_or_none(settings: Settings) -> bytes | None:
+    try:
+        return settings.checkpoint_key()
+    except SettingsError:
+        return None
+
+
+def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, scheduler: TaskScheduler,
+           checkpoint_key: bytes | None = None) -> str:
     """Apply one routed command; returns what happened, for the job's result."""
     task = TaskKey.parse(args["task"])
     kind = str(args["kind"])
@@ -75,7 +84,7 @@ def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, scheduler: Task
     if scheduler.state(task) or queue.is_live(task.job_id):
         log.info("intake.already_queued", task=str(task))
         return "already-queued"
-    comment_id = host.create_comment(task, status.render(status.StatusView("queued", str(task))),
+    comment_id = host.create_comment(task, _queued_status(task, checkpoint_key),
                                      key=status.comment_key(task))
     return _enqueue(task, args, comment_id, host, queue, scheduler, config)
 
@@ -142,7 +151,7 @@ def steer(
         return f"{kind}:noted"
     controls.clear_stop(connection, task)
     comment_id = host.find_comment(task, status.MARKER) or host.create_comment(
-        task, status.render(status.StatusView("queued", str(task))), key=status.comment_key(task))
+        task, _queued_status(task, None), key=status.comment_key(task))
     fresh = kind == "retry" and text.strip().lower() == "fresh"
     return _enqueue(task, args, comment_id, host, queue, scheduler, config, resume=not fresh,
                     fresh=fresh)
@@ -184,6 +193,14 @@ def _stop(
         host.update_comment(task, int(comment_id), status.render(view), key=status.comment_key(task))
     _set_state_label(host, task, state)
     return f"{kind}:dequeued"
+
+
+def _queued_status(task: TaskKey, key: bytes | None) -> str:
+    """The first status comment; its signed block lets the reconciler trust it after Redis loss."""
+    block = "" if key is None else render_block(Checkpoint(
+        task=str(task), state="queued", step=0, branch=task.branch, head_sha=None, base_sha=None,
+        plan=(), budget={}, approved=(), pr_number=None, writes=(), updated_at=utc_now()), key)
+    return status.render(status.StatusView("queued", str(task), checkpoint_block=block))
 
 
 def _reply(host: GitHost, task: TaskKey, args: dict[str, Any], body: str) -> int:

@@ -142,6 +142,27 @@ def run_command(
 
 
 @app.command()
+def reconcile(
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Rebuild the queue from the tracker: every queued or running task Redis lost is queued again."""
+    import json
+
+    from github_app.reconcile import reconcile_from_settings
+
+    logs.configure(json=True, level=logging.WARNING)
+    report = reconcile_from_settings(load_settings())
+    if json_output:
+        typer.echo(json.dumps({"seen": report.seen, "known": report.known,
+                               "resubmitted": report.resubmitted, "refused": report.refused}))
+        return
+    typer.echo(f"{report.seen} active task(s) on the tracker, {report.known} known to Redis, "
+               f"{len(report.resubmitted)} queued again, {len(report.refused)} refused")
+    for task, why in report.refused:
+        typer.echo(f"  refused {task}: {why}")
+
+
+@app.command()
 def doctor(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:

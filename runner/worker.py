@@ -10,7 +10,7 @@ from typing import Any
 import redis
 from rq import Queue, Worker
 
-from github_app import logs
+from github_app import logs, reconcile
 from github_app.dispatch import advance, scheduler_for, sweep
 from github_app.inbox import DELIVERY_TTL_S, Pump, recover
 from github_app.queue import QUEUES, RQJobQueue
@@ -61,6 +61,7 @@ class NightcrewWorker(Worker):
 
     def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.settings = settings
         self.jobs = RQJobQueue(self.connection)
         self.task_scheduler = scheduler_for(settings, self.jobs)
 
@@ -83,6 +84,11 @@ class NightcrewWorker(Worker):
         live = [worker.name for worker in Worker.all(connection=self.connection)]
         recover(self.connection, live)  # entries a killed worker's pump had taken
         sweep(self.task_scheduler, self.jobs)
+        if reconcile.due(self.connection):  # one worker every 10 min, and at once on a fresh Redis
+            try:
+                reconcile.reconcile_from_settings(self.settings)
+            except Exception as exc:  # GitHub down: the next pass tries again
+                log.warning("reconcile.failed", error=f"{type(exc).__name__}: {exc}"[:300])
         advance(self.task_scheduler, self.jobs)
 
 

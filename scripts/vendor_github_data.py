@@ -18,9 +18,12 @@ import jsonschema
 
 # The REST operations nightcrew (and so its GitHub stand-in) uses.
 OPERATIONS: tuple[tuple[str, str], ...] = (
+    ("get", "/app/installations"),
+    ("get", "/installation/repositories"),
     ("post", "/app/installations/{installation_id}/access_tokens"),
     ("get", "/repos/{owner}/{repo}/installation"),
     ("get", "/repos/{owner}/{repo}"),
+    ("get", "/repos/{owner}/{repo}/issues"),
     ("post", "/repos/{owner}/{repo}/issues"),
     ("get", "/repos/{owner}/{repo}/issues/{issue_number}"),
     ("patch", "/repos/{owner}/{repo}/issues/{issue_number}"),

@@ -87,7 +87,8 @@ DEFAULT_APP_PERMISSIONS = {
     "pull_requests": "write",
 }
 # Operations GitHub authenticates with the App's JWT rather than an installation token.
-APP_OPERATIONS = frozenset({"apps/create-installation-access-token", "apps/get-repo-installation"})
+APP_OPERATIONS = frozenset({"apps/create-installation-access-token", "apps/get-repo-installation",
+                            "apps/list-installations"})
 JWT_MAX_LIFETIME_S = 600
 CLOCK_DRIFT_S = 60
 JSON_MEDIA = "application/json; charset=utf-8"
@@ -217,6 +218,54 @@ class Fault:
             if self.retry_after is not None and self.status == 503:
                 headers = {"Retry-After": str(self.retry_after)}
         return Reply(self.status, {"message": message, "documentation_url": docs}, headers)
+
+
+@dataclass
+class Hold:
+    """Matching requests wait before they are answered: a slow GitHub, or one to die during.
+
+    ``method`` ("*" for any) and ``path`` (a regex matched in full against the path, query
+    excluded) select REST requests and git smart-HTTP ones (e.g.
+    ``r"/o/r\\.git/git-receive-pack"``); at most ``count`` (None: without end) are held. Each
+    waits until ``release()`` (or ``delay`` seconds, when set), then is carried out and answered
+    as usual; with ``release(apply=False)`` it is answered 502 without being carried out, as if
+    it never reached GitHub. ``arrived`` is set when the first one comes in; ``held`` counts them.
+    """
+
+    method: str = "*"
+    path: str = ".*"
+    count: int | None = 1
+    delay: float | None = None
+    held: int = field(default=0, init=False)
+    arrived: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _released: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _apply: bool = field(default=True, init=False, repr=False)
+    _pattern: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pattern = re.compile(self.path)
+
+    def take(self, method: str, path: str) -> bool:
+        """Whether this request is held (counted as held if so); call under the hub's lock."""
+        if self.method != "*" and self.method.upper() != method.upper():
+            return False
+        if self._pattern.fullmatch(path) is None:
+            return False
+        if self.count is not None and self.held >= self.count:
+            return False
+        self.held += 1
+        self.arrived.set()
+        return True
+
+    def release(self, *, apply: bool = True) -> None:
+        """Let the held requests (and any later matching ones) go on; ``apply=False``: fail them."""
+        self._apply = self._apply and apply
+        self._released.set()
+
+    def wait(self) -> bool:
+        """Block until released (or the delay passed); True if the request is to be carried out."""
+        self._released.wait(self.delay)
+        return self._apply
 
 
 class Injection:
@@ -388,6 +437,49 @@ def get_repo_installation(hub: DevHub, call: Call) -> Reply:
     if inst is None:
         raise not_found()
     return Reply(200, installation_json(hub.url, inst, hub.app_id, hub.app_slug))
+
+
+@operation("apps/list-installations")
+def list_installations(hub: DevHub, call: Call) -> Reply:
+    """Every installation of the App, oldest first."""
+    installations = sorted(hub.state.installations.values(), key=lambda i: i.id)
+    listed = []
+    for inst in paginate(call, installations):
+        data = installation_json(hub.url, inst, hub.app_id, hub.app_slug)
+        # @octokit/openapi describes this list's `account` as simple-user *and* enterprise
+        # (allOf); the enterprise fields are added so every answer matches the description.
+        account = data["account"]
+        account.setdefault("name", account["login"])
+        account.setdefault("slug", account["login"].lower())
+        account.setdefault("created_at", data["created_at"])
+        account.setdefault("updated_at", data["updated_at"])
+        listed.append(data)
+    return Reply(200, listed)
+
+
+@operation("apps/list-repos-accessible-to-installation")
+def list_installation_repos(hub: DevHub, call: Call) -> Reply:
+    """The repositories the calling installation token may reach."""
+    token = call.token
+    inst = hub.state.installations.get(token.installation_id) if token and token.installation_id else None
+    if token is None or inst is None:
+        raise ApiError(403, "This endpoint requires an installation access token")
+    repos = sorted((r for r in hub.state.repos.values()
+                    if inst.covers(r) and hub.state.token_covers(token, r)), key=lambda r: r.full_name)
+    return Reply(200, {"total_count": len(repos),
+                       "repositories": [repo_json(hub.url, r) for r in paginate(call, repos)]})
+
+
+@operation("issues/list-for-repo")
+def list_issues(hub: DevHub, call: Call) -> Reply:
+    """Issues (and pull requests, as GitHub lists them) by state and labels, newest first."""
+    repo = call.the_repo
+    state = call.query.get("state", "open")
+    wanted = [name for name in call.query.get("labels", "").split(",") if name]
+    found = [i for i in repo.issues.values()
+             if (state == "all" or i.state == state) and all(w in i.labels for w in wanted)]
+    found.sort(key=lambda i: i.number, reverse=call.query.get("direction", "desc") == "desc")
+    return Reply(200, [issue_json(hub.url, repo, i) for i in paginate(call, found)])
 
 
 @operation("repos/get")
@@ -845,6 +937,7 @@ class DevHub:
         self._thread: threading.Thread | None = None
         self._record_lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._holds: list[Hold] = []
         self.bot = self.state.user(f"{app_slug}[bot]", "Bot")
         self.app = create_app(self)
 
@@ -892,6 +985,7 @@ class DevHub:
 
     def stop(self) -> None:
         """Stop serving and delivering."""
+        self.release_holds()
         self._deliverer.stop()
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
@@ -1179,6 +1273,11 @@ class DevHub:
     def handle(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str],
                raw_body: bytes) -> Reply:
         """Answer one REST request like GitHub, recording the request and any violation."""
+        if not self._wait_hold(method, path):
+            route = self.spec.match(method, path)
+            self._record(RecordedRequest(method, path, 502, route.operation_id if route else None,
+                                         None, applied=False, fault="held-not-applied"))
+            return ApiError(502, "Server Error").reply()
         fault = self._fault_for(method, path, headers)
         if fault is not None and not fault.applied:
             reply = fault.reply()
@@ -1274,6 +1373,25 @@ class DevHub:
         """Withdraw every fault."""
         with self._record_lock:
             self._faults = []
+
+    def hold(self, *holds: Hold) -> Hold:
+        """Put holds in force (checked before faults); returns the first. See `Hold`."""
+        with self._record_lock:
+            self._holds.extend(holds)
+        return holds[0]
+
+    def release_holds(self, *, apply: bool = True) -> None:
+        """Release every hold and withdraw it (`stop()` does this, so no handler stays blocked)."""
+        with self._record_lock:
+            holds, self._holds = self._holds, []
+        for held in holds:
+            held.release(apply=apply)
+
+    def _wait_hold(self, method: str, path: str) -> bool:
+        """Wait out the hold this request falls under, if any; False: answer without applying."""
+        with self._record_lock:
+            held = next((h for h in self._holds if h.take(method, path)), None)
+        return True if held is None else held.wait()
 
     def requests_for(self, operation_id: str) -> list[RecordedRequest]:
         """The recorded requests of one operation, in order (e.g. ``"issues/create-comment"``)."""
@@ -1400,6 +1518,8 @@ async def _git(hub: DevHub, request: Request, owner: str, name: str, service: st
     if user is None:
         return Response("Authentication failed\n", status_code=401,
                         headers={"WWW-Authenticate": 'Basic realm="GitHub"'})
+    if not await run_in_threadpool(hub._wait_hold, request.method, request.url.path):
+        return Response("held and not applied\n", status_code=502)
     env = cgi_environment(request, hub.git, owner, name, service, user.login)
     writes = service == "git-receive-pack" and request.method == "POST"
 

@@ -52,6 +52,14 @@ class _Answer:
 
 
 @dataclass
+class _Hold:
+    """A request held until ``event`` is set; ``drop``: then close it unanswered."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    drop: bool = False
+
+
+@dataclass
 class _Failure:
     """An injected failure waiting to be served."""
 
@@ -92,6 +100,10 @@ class FakeMessagesServer:
         self._address = (host, port)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._arrivals = 0  # POST /v1/messages requests that came in, held ones included
+        self._arrived = threading.Condition(self._lock)
+        self._holds: dict[int, _Hold] = {}
+        self.dropped: list[int] = []  # arrival indexes of held requests dropped unanswered
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -156,6 +168,61 @@ class FakeMessagesServer:
         """
         with self._lock:
             self._failures.append(_Failure(status, times, retry_after_ms))
+
+    def hold(self, index: int) -> threading.Event:
+        """Hold the ``index``-th (0-based, in arrival order) ``POST /v1/messages`` request.
+
+        Its handler waits, before the script is consulted, until the returned event is set (or
+        ``release(index)``); then it is answered as usual. ``release(index, drop=True)`` instead
+        closes the connection without an answer and without playing a step, as if the request
+        never reached the API (the client was killed meanwhile), so the step stays next.
+        """
+        with self._lock:
+            held = self._holds.setdefault(index, _Hold())
+        return held.event
+
+    def release(self, index: int | None = None, *, drop: bool = False) -> None:
+        """Let the held request ``index`` (None: every hold) go on; ``drop``: unanswered."""
+        with self._lock:
+            holds = list(self._holds.values()) if index is None else [self._holds[index]]
+            for held in holds:
+                held.drop = held.drop or drop
+                held.event.set()
+
+    def arrived(self, index: int, timeout: float | None = None) -> bool:
+        """Wait until the ``index``-th ``POST /v1/messages`` request came in; False on timeout."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self._arrivals > index, timeout)
+
+    @property
+    def arrivals(self) -> int:
+        """``POST /v1/messages`` requests that came in so far, held and dropped ones included."""
+        with self._lock:
+            return self._arrivals
+
+    @property
+    def served(self) -> int:
+        """Script steps played so far."""
+        with self._lock:
+            return self._served
+
+    def _arrive(self, method: str, target: str) -> bool:
+        """Count an arrival and wait out its hold, if any; False: drop it unanswered."""
+        if method != "POST" or urlsplit(target).path != "/v1/messages":
+            return True
+        with self._arrived:
+            index = self._arrivals
+            self._arrivals += 1
+            self._arrived.notify_all()
+            held = self._holds.get(index)
+        if held is None:
+            return True
+        held.event.wait()
+        if held.drop:
+            with self._lock:
+                self.dropped.append(index)
+            return False
+        return True
 
     @property
     def remaining(self) -> int:
@@ -317,6 +384,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Read the body, ask the fake, write the answer."""
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)
+        if not self.server.fake._arrive(self.command, self.path):
+            self.close_connection = True
+            return
         answer = self.server.fake.answer(self.command, self.path, dict(self.headers.items()), raw)
         data = json.dumps(answer.payload).encode()
         self.send_response(answer.status)

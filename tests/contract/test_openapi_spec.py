@@ -20,9 +20,12 @@ SPEC_DIR = DEFAULT_SPEC.parent
 
 # The operations the brief lists; kept here independently of the vendoring script.
 OPERATIONS = [
+    ("GET", "/app/installations"),
+    ("GET", "/installation/repositories"),
     ("POST", "/app/installations/{installation_id}/access_tokens"),
     ("GET", "/repos/{owner}/{repo}/installation"),
     ("GET", "/repos/{owner}/{repo}"),
+    ("GET", "/repos/{owner}/{repo}/issues"),
     ("POST", "/repos/{owner}/{repo}/issues"),
     ("GET", "/repos/{owner}/{repo}/issues/{issue_number}"),
     ("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}"),

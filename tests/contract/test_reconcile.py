@@ -1,0 +1,70 @@
+"""The reconciler rebuilds the queue from the tracker (stand-in GitHub, real Redis)."""
+
+from __future__ import annotations
+
+import redis
+
+from github_app import status
+from github_app.checkpoint import Checkpoint, checkpoint_key, render_block, utc_now
+from github_app.devhub import DevHub
+from github_app.github import GitHubApp
+from github_app.reconcile import reconcile
+from github_app.scheduler import Caps, TaskScheduler
+from github_app.tasks import TaskKey
+from tests.unit.fakes import FakeQueue
+
+OWNER, REPO = "octo", "calc"
+KEY = checkpoint_key("reconcile-test-secret-not-real")
+
+
+def signed_status(task: TaskKey, state: str, key: bytes = KEY) -> str:
+    block = render_block(Checkpoint(
+        task=str(task), state=state, step=3, branch=task.branch, head_sha=None, base_sha=None,
+        plan=(("Fix add", True),), budget={}, approved=(), pr_number=None, writes=(),
+        updated_at=utc_now()), key)
+    return status.render(status.StatusView("running", str(task), checkpoint_block=block))
+
+
+def test_a_wiped_redis_gets_back_exactly_the_tasks_the_tracker_vouches_for(
+    devhub: DevHub, app_private_key: str, connection: redis.Redis,
+) -> None:
+    devhub.create_repo(OWNER, REPO, {"calc.py": "x = 1\n"})
+    devhub.install(OWNER)
+    app = GitHubApp(devhub.app_id, app_private_key, devhub.url)
+    host = app.host(app.installation_for(OWNER, REPO))
+
+    def issue(label: str, body: str | None, *, author: str = "bot") -> TaskKey:
+        task = TaskKey(OWNER, REPO, devhub.create_issue(OWNER, REPO, f"task {label}"))
+        devhub.add_label(OWNER, REPO, task.number, label)
+        if body is not None and author == "bot":
+            host.create_comment(task, body, key=status.comment_key(task))
+        elif body is not None:
+            devhub.add_comment(OWNER, REPO, task.number, body, actor=author)
+        return task
+
+    running = issue("nightcrew:running", signed_status(TaskKey(OWNER, REPO, 1), "running"))
+    queued = issue("nightcrew:queued", signed_status(TaskKey(OWNER, REPO, 2), "queued"))
+    forged = issue("nightcrew:running", signed_status(TaskKey(OWNER, REPO, 3), "running"),
+                   author="octocat")  # a person pasted nightcrew's comment and set the label
+    foreign = issue("nightcrew:queued", signed_status(TaskKey(OWNER, REPO, 1), "queued"))
+    tampered = issue("nightcrew:running", signed_status(TaskKey(OWNER, REPO, 5), "running",
+                                                        key=checkpoint_key("another-secret")))
+    paused = issue("nightcrew:paused", signed_status(TaskKey(OWNER, REPO, 6), "paused"))
+    issue("nightcrew:done", None)
+    known = issue("nightcrew:running", signed_status(TaskKey(OWNER, REPO, 8), "running"))
+
+    scheduler = TaskScheduler(connection, Caps(slots=0))  # nothing dispatches: we look at the queue
+    scheduler.submit(known, 1, {"task": str(known)})  # the one task Redis still has
+    report = reconcile(app, scheduler, FakeQueue(), KEY, bot_login=app.bot_login)
+
+    assert sorted(report.resubmitted) == sorted([str(running), str(queued)])
+    assert report.seen == 6 and report.known == 1
+    refused = dict(report.refused)
+    assert refused == {str(forged): "no status comment by nightcrew",
+                       str(foreign): "checkpoint foreign", str(tampered): "checkpoint tampered"}
+    assert str(paused) not in refused  # paused tasks wait for a person, not for the queue
+    args = scheduler.state(running)
+    assert args["state"] == "pending" and '"status_comment"' in args["args"]
+    # Running it twice changes nothing: what it resubmitted is now known.
+    again = reconcile(app, scheduler, FakeQueue(), KEY, bot_login=app.bot_login)
+    assert again.resubmitted == [] and again.known == 3
