@@ -51,6 +51,10 @@ _INNER = re.compile(r"\s+(v[0-9]{1,6})\s+([A-Za-z0-9_-]+)\.([0-9a-f]{64})\s+")
 Problem = Literal["tampered", "foreign", "malformed", "ambiguous"]
 
 
+_OPTIONAL = frozenset({"summary"})  # fields added after v1 blocks were written
+MAX_SUMMARY_CHARS = 4_000
+
+
 class CheckpointError(ValueError):
     """A checkpoint is invalid: a bad field, bad JSON, or too big to store."""
 
@@ -75,6 +79,7 @@ class Checkpoint:
     pr_number: int | None
     writes: tuple[str, ...]  # idempotency keys of GitHub writes already made
     updated_at: str  # ISO 8601, UTC
+    summary: str = ""  # the agent's summary once it finished: a resumed run publishes, not redoes
 
     def __post_init__(self) -> None:
         """Refuse a bad field here, so neither ``to_json`` nor ``from_json`` can produce one."""
@@ -101,7 +106,7 @@ class Checkpoint:
         names = {f.name for f in fields(cls)}
         if unknown := sorted(set(data) - names):
             raise CheckpointError(f"unknown fields: {', '.join(unknown)}")
-        if missing := sorted(names - set(data)):
+        if missing := sorted(names - set(data) - _OPTIONAL):
             raise CheckpointError(f"missing fields: {', '.join(missing)}")
         for name in ("plan", "approved", "writes"):
             data[name] = _tuple(name, data[name])
@@ -273,6 +278,8 @@ def _validate(cp: Checkpoint) -> None:
     if _int_or_none(cp.version) != CHECKPOINT_VERSION:
         raise CheckpointError(f"version: expected {CHECKPOINT_VERSION}, got {cp.version!r}")
     _check_str("state", cp.state)
+    if not isinstance(cp.summary, str) or len(cp.summary) > MAX_SUMMARY_CHARS:
+        raise CheckpointError(f"summary must be text of at most {MAX_SUMMARY_CHARS} characters")
     step = _int_or_none(cp.step)
     if step is None or step < 0:
         raise CheckpointError(f"step: expected a non-negative int, got {cp.step!r}")

@@ -47,9 +47,9 @@ def advance(scheduler: TaskScheduler, queue: JobQueue) -> list[Dispatched]:
     return picked
 
 
-def sweep(scheduler: TaskScheduler, queue: JobQueue) -> list[TaskKey]:
+def sweep(scheduler: TaskScheduler, queue: JobQueue, *, grace_s: float | None = None) -> list[TaskKey]:
     """Take slots back from tasks whose job vanished (a killed worker); they wait again."""
-    lost = scheduler.stale(queue.is_live)
+    lost = scheduler.stale(queue.is_live) if grace_s is None else scheduler.stale(queue.is_live, grace_s)
     for task in lost:
         scheduler.requeue(task)
         log.warning("dispatch.requeued", task=str(task))

@@ -49,8 +49,9 @@ class JobQueue(Protocol):
 class RQJobQueue:
     """RQ on a real Redis. A job id that is still live is not enqueued twice."""
 
-    def __init__(self, connection: redis.Redis) -> None:
+    def __init__(self, connection: redis.Redis, *, heartbeat_grace_s: float | None = None) -> None:
         self.connection = connection
+        self.heartbeat_grace_s = heartbeat_grace_s
 
     def enqueue(
         self, func: str, *args: Any, queue: str, job_id: str | None = None,
@@ -119,7 +120,8 @@ class RQJobQueue:
             return True
         if started.tzinfo is None:
             started = started.replace(tzinfo=UTC)
-        return (datetime.now(UTC) - started).total_seconds() < HEARTBEAT_GRACE_S
+        grace = HEARTBEAT_GRACE_S if self.heartbeat_grace_s is None else self.heartbeat_grace_s
+        return (datetime.now(UTC) - started).total_seconds() < grace
 
     def worker_count(self, queue: str) -> int:
         """Workers registered on a queue, fleet-wide (dead ones drop out with their TTL)."""

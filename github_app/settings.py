@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     # Fleet-wide running tasks; unset = one per live worker on the task queue.
     max_running: int | None = Field(default=None, ge=1, validation_alias="NIGHTCREW_MAX_RUNNING")
     test_timeout_s: float = Field(default=600.0, validation_alias="NIGHTCREW_TEST_TIMEOUT")
+    # How fast a killed worker's task comes back: its heartbeat lapses, a worker's maintenance
+    # pass notices (workers block at most worker_ttl - 15 s between passes) and re-dispatches.
+    heartbeat_ttl_s: int = Field(default=20, ge=2, le=600, validation_alias="NIGHTCREW_HEARTBEAT_TTL")
+    worker_ttl_s: int = Field(default=40, ge=20, le=3600, validation_alias="NIGHTCREW_WORKER_TTL")
+    maintenance_interval_s: int = Field(default=15, ge=1, le=3600,
+                                        validation_alias="NIGHTCREW_MAINTENANCE_INTERVAL")
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod

@@ -20,7 +20,8 @@ def run_task(args: dict[str, Any]) -> dict[str, Any]:
     deps = wiring.from_settings()
     task = wiring.task_key(args["task"])
     try:
-        with beating(connect(deps.settings), task.job_id):
+        ttl = deps.settings.heartbeat_ttl_s
+        with beating(connect(deps.settings), task.job_id, ttl_s=ttl, every_s=ttl / 4):
             host = deps.host_for(task, args.get("installation_id"))
             outcome = run(
                 task, host=host, models=deps.models(), sandbox_for=deps.sandbox_for,

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from unidiff.errors import UnidiffParseError
 
 from github_app import logs, status
-from github_app.checkpoint import Checkpoint, read_block, render_block, utc_now
+from github_app.checkpoint import MAX_SUMMARY_CHARS, Checkpoint, read_block, render_block, utc_now
 from github_app.eventlog import EventLog, Kind, new_run_id
 from github_app.github import GitHost, Issue
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
@@ -87,6 +87,8 @@ class StatusReporter:
         self.budget: dict[str, Any] = {}
         self.pr_number: int | None = None
         self.approved: set[str] = set()
+        self.phase: str | None = None  # checkpoint state beyond the view's, e.g. "publishing"
+        self.summary = ""
 
     def update(self, *, force: bool = False, **changes: Any) -> None:
         """Change the view; write it when forced, on a state change, or after the interval."""
@@ -130,7 +132,8 @@ class StatusReporter:
         assert self._key is not None
         view = self.view
         checkpoint = Checkpoint(
-            task=str(self.task), state=view.state, step=view.step, branch=self.task.branch,
+            task=str(self.task), state=self.phase or view.state, step=view.step,
+            branch=self.task.branch, summary=self.summary[:MAX_SUMMARY_CHARS],
             head_sha=view.commits[-1] if view.commits else None, base_sha=self.base_sha,
             plan=tuple((s.text, s.done) for s in view.plan), budget=self.budget,
             approved=tuple(sorted(self.approved)),
@@ -253,10 +256,15 @@ def _run(
         before = run_tests(sandbox, command, timeout=config.test_timeout_s)
         outcome.tests_before = before
         reporter.update(force=True, detail="Planning the fix…", tests_before=_counts(before))
-        result = run_agent(issue, workspace, sandbox, command, models, config, repo_config,
-                           reporter.update, outcome, memory, controls,
-                           on_green=lambda: _checkpoint_commit(task, workspace, token, reporter, outcome),
-                           resume_from=checkpoint)
+        if checkpoint is not None and checkpoint.state == "publishing":
+            # The agent had finished before the crash: publish its work, do not redo it.
+            result = AgentResult("finished", checkpoint.summary, 0, plan=_resumed_plan(checkpoint))
+        else:
+            result = run_agent(issue, workspace, sandbox, command, models, config, repo_config,
+                               reporter.update, outcome, memory, controls,
+                               on_green=lambda: _checkpoint_commit(task, workspace, token, reporter,
+                                                                   outcome),
+                               resume_from=checkpoint)
         if result.outcome in ("cancelled", "paused"):
             controls.clear_stop()
             verb = "resume" if result.outcome == "paused" else "retry"
@@ -312,7 +320,7 @@ def _push(workspace: Workspace, token: str | None) -> None:
 
 
 # A crash leaves the checkpoint in one of these states; a person's resume/retry may pick up more.
-_AFTER_CRASH = frozenset({"running", "queued"})
+_AFTER_CRASH = frozenset({"running", "queued", "publishing"})
 _ON_REQUEST = _AFTER_CRASH | {"paused", "needs_approval", "failed", "cancelled"}
 
 
@@ -520,6 +528,9 @@ def _publish(
         _finish(reporter, outcome, "no_change", "The agent finished without changing any file.")
         return
     verdict = judge(outcome.tests_before, after)
+    log.info("task.test_gate", task=str(task), ready=verdict.ready, reasons=list(verdict.reasons),
+             before=_counts(outcome.tests_before) if outcome.tests_before else None,
+             after=_counts(after))
     if not verdict.ready and repo_config.pull_request.on_failing_tests == "none":
         raise TaskFailed("No pull request: " + "; ".join(verdict.reasons) + ".")
     summary = result.summary
@@ -527,6 +538,9 @@ def _publish(
     if sha:
         outcome.commits.append(sha)
     _push(workspace, token)
+    # Pushed: a crash from here on resumes straight into publishing this work.
+    reporter.phase, reporter.summary = "publishing", summary
+    reporter.update(force=True, commits=tuple(outcome.commits))
     title = f"Fix #{task.number}: {issue.title}"
     pull = host.find_pull(task.owner, task.repo, task.branch) or host.create_pull(
         task.owner, task.repo, head=task.branch, base=base, draft=not verdict.ready,
@@ -546,6 +560,7 @@ def _publish(
 
 def _finish(reporter: StatusReporter, outcome: TaskOutcome, state: status.State, detail: str) -> None:
     outcome.state = state
+    reporter.phase = None
     reporter.set_state_label(state)
     reporter.update(force=True, state=state, detail=detail)
     log.info("task.finished", task=outcome.task, state=state, tokens=outcome.tokens,

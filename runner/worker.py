@@ -18,10 +18,6 @@ from github_app.redis_conn import connect
 from github_app.settings import Settings
 from runner.workspace import Workspaces
 
-# RQ's defaults notice a dead worker after ~10 minutes; these make it about a minute, and the
-# maintenance pass is where lost slots are taken back and the queue moves on.
-WORKER_TTL_S = 40
-MAINTENANCE_INTERVAL_S = 15
 PUMP_WAIT_S = 5.0  # how long one BLMOVE waits; also how soon a stopping pump notices
 log = logs.get("nightcrew.worker")
 
@@ -62,7 +58,7 @@ class NightcrewWorker(Worker):
     def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings = settings
-        self.jobs = RQJobQueue(self.connection)
+        self.jobs = RQJobQueue(self.connection, heartbeat_grace_s=settings.heartbeat_ttl_s + 10.0)
         self.task_scheduler = scheduler_for(settings, self.jobs)
 
         self.pump_thread: PumpThread | None = None
@@ -83,7 +79,8 @@ class NightcrewWorker(Worker):
         super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # rq leaves it untyped
         live = [worker.name for worker in Worker.all(connection=self.connection)]
         recover(self.connection, live)  # entries a killed worker's pump had taken
-        sweep(self.task_scheduler, self.jobs)
+        # A task dispatched this long ago without a live (beating) job lost its worker.
+        sweep(self.task_scheduler, self.jobs, grace_s=self.settings.heartbeat_ttl_s + 10.0)
         if reconcile.due(self.connection):  # one worker every 10 min, and at once on a fresh Redis
             try:
                 reconcile.reconcile_from_settings(self.settings)
@@ -98,7 +95,8 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     connection = connect(settings)
     queues = [Queue(name, connection=connection) for name in QUEUES]
     worker = NightcrewWorker(queues, connection=connection, settings=settings,
-                             worker_ttl=WORKER_TTL_S, maintenance_interval=MAINTENANCE_INTERVAL_S)
+                             worker_ttl=settings.worker_ttl_s,
+                             maintenance_interval=settings.maintenance_interval_s)
     if burst:  # work what has arrived: the inbox too, which no pump thread may reach in time
         Pump(connection, worker.jobs, owner=worker.name, keep_s=DELIVERY_TTL_S).drain()
     return bool(worker.work(burst=burst, logging_level="WARNING", with_scheduler=False))

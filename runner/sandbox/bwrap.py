@@ -545,6 +545,10 @@ def sandbox_env(extra: Mapping[str, str]) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "TMPDIR": "/tmp",
         "PYTHONDONTWRITEBYTECODE": "1",
+        # Bytecode lives in the command's private /tmp, never next to the sources: a cached
+        # .pyc is trusted by (mtime in seconds, size), so an edit of the same size within the
+        # second it was compiled would run the old code — the tests would judge stale code.
+        "PYTHONPYCACHEPREFIX": "/tmp/.pycache",
         "PIP_NO_INDEX": "1",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "GIT_CONFIG_NOSYSTEM": "1",

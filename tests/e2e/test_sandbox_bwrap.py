@@ -320,3 +320,17 @@ def _processes_with(marker: str) -> list[str]:
         if marker in cmdline:
             found.append(f"{pid}: {cmdline}")
     return found
+
+
+def test_an_edit_of_the_same_size_in_the_same_second_runs_the_new_code(
+    sandbox: MakeSandbox, workspace: Path,
+) -> None:
+    source = workspace / "calc.py"
+    source.write_text("def add(a, b):\n    return a - b\n")
+    assert sandbox().run(["python", "-m", "compileall", "-q", "calc.py"]).exit_code == 0
+    stamp = source.stat().st_mtime
+    # The agent's edit: same size, and (as happens within one second) the same mtime.
+    source.write_text("def add(a, b):\n    return a + b\n")
+    os.utime(source, (stamp, stamp))
+    result = sandbox().run(["python", "-c", "import calc; print(calc.add(2, 3))"])
+    assert result.stdout.strip() == "5", result  # not the stale bytecode's -1
