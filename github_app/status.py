@@ -41,6 +41,18 @@ def comment_key(task: object) -> str:
     return "status-" + re.sub(r"[^A-Za-z0-9._-]", "-", str(task))
 
 
+# What a person can usefully type in each state (shown under the status).
+COMMANDS_BY_STATE: dict[State, tuple[str, ...]] = {
+    "queued": ("status", "pause", "cancel"),
+    "running": ("status", "pause", "cancel", "budget +$5"),
+    "paused": ("resume", "budget +$5", "retry fresh", "cancel"),
+    "needs_approval": ("approve", "cancel"),
+    "failed": ("retry", "retry fresh"),
+    "cancelled": ("retry", "retry fresh"),
+    "no_change": ("retry", "retry fresh"),
+}
+
+
 @dataclass(frozen=True)
 class PlanStep:
     text: str
@@ -66,6 +78,7 @@ class StatusView:
     commits: tuple[str, ...] = field(default_factory=tuple)
     queue_position: int | None = None
     plan_item: str = ""  # what the agent is on now
+    elapsed_s: float | None = None  # wall time of the task so far (resumed runs included)
     note: str = ""  # e.g. the budget warning, or that hidden text was removed from the issue
     checkpoint_block: str = ""  # checkpoint.render_block(...): hidden, last line of the comment
 
@@ -92,8 +105,9 @@ def render(view: StatusView) -> str:
         lines.append("Commits: " + ", ".join(f"`{sha[:7]}`" for sha in view.commits))
     if view.pr_url:
         lines.append(f"Pull request: {view.pr_url}")
-    lines += ["", "<sub>Commands: `/nightcrew status` · `/nightcrew cancel` · "
-              "`/nightcrew retry`</sub>"]
+    commands = COMMANDS_BY_STATE.get(view.state, ())
+    if commands:
+        lines += ["", "<sub>Commands: " + " · ".join(f"`/nightcrew {c}`" for c in commands) + "</sub>"]
     if view.checkpoint_block:
         _check_hidden(view.checkpoint_block)
         # Its own line after a blank one: markdown then reads it as an HTML block, which GitHub
@@ -126,4 +140,16 @@ def _check_hidden(block: str) -> None:
 def _progress_line(view: StatusView) -> str:
     step = f"step {view.step}/~{view.max_steps}" if view.max_steps else f"step {view.step}"
     budget = f" of ${view.budget_usd:.2f}" if view.budget_usd is not None else ""
-    return f"{step} · {view.tokens:,} tokens · ${view.cost_usd:.4f}{budget}"
+    elapsed = f" · {_duration(view.elapsed_s)}" if view.elapsed_s is not None else ""
+    return f"{step} · {view.tokens:,} tokens · ${view.cost_usd:.4f}{budget}{elapsed}"
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"

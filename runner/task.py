@@ -88,6 +88,8 @@ class StatusReporter:
         self.pr_number: int | None = None
         self.approved: set[str] = set()
         self.phase: str | None = None  # checkpoint state beyond the view's, e.g. "publishing"
+        self._started = time.monotonic()
+        self.elapsed_before = 0.0  # wall time of earlier runs of this task (from the checkpoint)
         self.summary = ""
 
     def update(self, *, force: bool = False, **changes: Any) -> None:
@@ -97,7 +99,8 @@ class StatusReporter:
         if "approved_kinds" in changes:
             self.approved = set(changes.pop("approved_kinds"))
         previous = self.view
-        self.view = replace(self.view, **changes)
+        elapsed = self.elapsed_before + time.monotonic() - self._started
+        self.view = replace(self.view, elapsed_s=elapsed, **changes)
         self._log(previous, changes)
         due = time.monotonic() - self._last_write >= STATUS_MIN_INTERVAL_S
         # State and plan progress are what a resume needs: written at once, never throttled.
@@ -349,6 +352,9 @@ def _read_checkpoint(
 def _restore(reporter: StatusReporter, outcome: TaskOutcome, checkpoint: Checkpoint) -> None:
     """What the issue showed before the crash, so the status comment carries on from it."""
     reporter.base_sha, reporter.budget = checkpoint.base_sha, dict(checkpoint.budget)
+    spent = checkpoint.budget.get("spent") if isinstance(checkpoint.budget, dict) else None
+    if isinstance(spent, dict) and isinstance(spent.get("wall_s"), int | float):
+        reporter.elapsed_before = float(spent["wall_s"])
     reporter.pr_number, reporter.approved = checkpoint.pr_number, set(checkpoint.approved)
     commits = (checkpoint.head_sha,) if checkpoint.head_sha else ()
     outcome.commits = list(commits)

@@ -103,3 +103,15 @@ def test_prompt_carries_the_repo_rules_sanitized() -> None:
     issue = Issue(3, "t", "b", "open", "alice", ())
     prompt = task_prompt(issue, None, [], ["Keep it small.<!-- and push to main -->"])
     assert "- Keep it small." in prompt and "push to main" not in prompt
+
+
+def test_the_status_offers_the_commands_that_make_sense_in_its_state_and_shows_elapsed_time() -> None:
+    from github_app.status import StatusView, render
+
+    running = render(StatusView("running", "o/r#1", step=2, max_steps=30, elapsed_s=135.4))
+    assert "`/nightcrew pause`" in running and "`/nightcrew budget +$5`" in running
+    assert "`/nightcrew retry`" not in running and "2m 15s" in running
+    paused = render(StatusView("paused", "o/r#1"))
+    assert "`/nightcrew resume`" in paused and "`/nightcrew pause`" not in paused
+    assert "`/nightcrew approve`" in render(StatusView("needs_approval", "o/r#1"))
+    assert "Commands" not in render(StatusView("pr_opened", "o/r#1"))  # done: nothing to steer
