@@ -66,8 +66,12 @@ def refresh_positions() -> int:
     for _ in range(3):  # the queue may move while we edit; a few passes settle it
         changed = position_changes(scheduler)
         for task, installation, comment_id, position in changed:
-            view = status.StatusView("queued", str(task), queue_position=position)
-            app.host(installation).update_comment(task, comment_id, status.render(view))
+            host = app.host(installation)
+            # Keep the signed checkpoint: after a lost Redis it is what brings the task back.
+            body = next((c.body for c in host.list_comments(task) if c.id == comment_id), "")
+            view = status.StatusView("queued", str(task), queue_position=position,
+                                     checkpoint_block=status.checkpoint_line(body))
+            host.update_comment(task, comment_id, status.render(view), key=status.comment_key(task))
         edits += len(changed)
         if not changed:
             break

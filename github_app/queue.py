@@ -96,7 +96,9 @@ class RQJobQueue:
         try:
             job = Job.fetch(job_id, connection=self.connection)
         except NoSuchJobError:
-            return False
+            # Redis was wiped under a running task: its job record is gone, but the run keeps
+            # beating, and it must not be started a second time next to itself.
+            return bool(self.connection.exists(heartbeat_key(job_id)))
         state = job.get_status(refresh=False)
         if state == JobStatus.STARTED and job.meta.get("heartbeat"):
             return self._beating(job)

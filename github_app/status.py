@@ -130,6 +130,12 @@ def split_block(body: str) -> tuple[str, str]:
     return body[:cut].rstrip(), body[cut + 1:]
 
 
+def checkpoint_line(body: str) -> str:
+    """The checkpoint block of a status comment, to carry into a rewrite of it ("" if none)."""
+    _, block = split_block(body)
+    return block.splitlines()[0] if block else ""
+
+
 def _check_hidden(block: str) -> None:
     """Refuse a block GitHub would show: it must be one HTML comment on one line."""
     if not (block.startswith(BLOCK_PREFIX) and block.endswith("-->") and "\n" not in block

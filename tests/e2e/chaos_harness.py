@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from redis import Redis
+
 from github_app.devhub import DevHub
 from github_app.eventlog import Event, read_events
 from github_app.redis_conn import EmbeddedRedis
@@ -224,11 +226,14 @@ class ChaosHarness:
 
     hub: DevHub
     model: AdaptiveMessagesServer
+    redis: EmbeddedRedis
     env: dict[str, str]
 
     def __init__(self, root: Path, files: dict[str, str] | None = None, *,
-                 fast: bool = True, respend: int = 1) -> None:
+                 fast: bool = True, respend: int = 1,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.root = root
+        self.extra_env = dict(extra_env or {})  # set for every process, after the fast timings
         self.files = dict(files or DEMO_FILES)
         # Fast: a lapsed heartbeat after 3 s and workers that look every ~2-5 s, so the suite
         # stays short; one point runs with the production defaults to show those hold too.
@@ -260,7 +265,7 @@ class ChaosHarness:
     def _start(self) -> None:
         secret = secrets.token_hex(16)
         self._stack.callback(self._sweep)  # runs last (LIFO): after every process was stopped
-        redis = EmbeddedRedis(self.root / "redis")
+        redis = self.redis = EmbeddedRedis(self.root / "redis")
         redis_url = redis.ensure_started()
         self._stack.callback(redis.stop)
         self.model = AdaptiveMessagesServer()
@@ -272,6 +277,7 @@ class ChaosHarness:
         if self.fast:
             self.env.update(NIGHTCREW_HEARTBEAT_TTL="3", NIGHTCREW_WORKER_TTL="20",
                             NIGHTCREW_MAINTENANCE_INTERVAL="2")
+        self.env.update(self.extra_env)
         port = free_port()
         self.web = ManagedProcess("web app", nightcrew_command("serve", "--port", str(port)),
                                   self.env, self.root / "web.log")
@@ -314,6 +320,31 @@ class ChaosHarness:
         self.number = self.hub.create_issue(OWNER, REPO, DEMO_ISSUE_TITLE, DEMO_ISSUE_BODY)
         self.hub.add_label(OWNER, REPO, self.number, "nightcrew")
         return self.number
+
+    def trigger_many(self, count: int) -> list[int]:
+        """Open ``count`` demo issues and label each (its own number each); their numbers."""
+        numbers = []
+        for _ in range(count):
+            number = self.hub.create_issue(OWNER, REPO, DEMO_ISSUE_TITLE, DEMO_ISSUE_BODY)
+            self.hub.add_label(OWNER, REPO, number, "nightcrew")
+            numbers.append(number)
+        return numbers
+
+    # -- Redis ---------------------------------------------------------------------------------
+
+    def restart_redis(self, down_s: float = 0.0) -> None:
+        """Stop the embedded Redis (SIGTERM: the AOF is flushed) and start it on the same dir."""
+        self.redis.stop()
+        time.sleep(down_s)
+        self.redis.ensure_started()
+
+    def flush_redis(self) -> None:
+        """FLUSHALL: every queue, job, lock and inbox entry gone; only the tracker remains."""
+        client = Redis(unix_socket_path=str(self.redis.socket_path))
+        try:
+            client.flushall()
+        finally:
+            client.close()
 
     def events(self) -> list[Event]:
         return read_events(self.data_dir, self.task) if self.number else []
@@ -434,11 +465,15 @@ class ChaosHarness:
 
     def _commits(self) -> tuple[list[str], int]:
         """The task branch's commits past main as "tree subject", and how many repeat."""
+        return self.branch_commits(self.task)
+
+    def branch_commits(self, task: TaskKey) -> tuple[list[str], int]:
+        """``task``'s branch commits past main as "tree subject", and how many repeat."""
         branches = self.hub.branches(OWNER, REPO)
-        if self.task.branch not in branches:
+        if task.branch not in branches:
             return [], 0
         raw = self.hub.git.git(OWNER, REPO, "log", "--reverse", "--format=%T %P|%s",
-                               f"main..{self.task.branch}").decode()
+                               f"main..{task.branch}").decode()
         rows = [line for line in raw.splitlines() if line]
         commits, duplicated, seen = [], 0, set()
         previous_tree = self.hub.git.git(OWNER, REPO, "rev-parse", "main^{tree}").decode().strip()

@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from github_app import dispatch, intake
+from github_app.checkpoint import read_block
 from github_app.devhub import DevHub
 from github_app.queue import RQJobQueue
 from github_app.settings import load_settings
@@ -29,7 +30,8 @@ def test_waiting_tasks_show_their_position_and_it_moves(
 ) -> None:
     for name, value in {"NIGHTCREW_APP_ID": str(DEVHUB_APP_ID), "NIGHTCREW_PRIVATE_KEY": app_private_key,
                         "NIGHTCREW_GITHUB_API_URL": devhub.url, "REDIS_URL": redis_server,
-                        "NIGHTCREW_MAX_RUNNING": "1"}.items():
+                        "NIGHTCREW_MAX_RUNNING": "1",
+                        "NIGHTCREW_CHECKPOINT_SECRET": "positions-test-secret-not-real"}.items():
         monkeypatch.setenv(name, value)
     installation = devhub.install(OWNER)
     devhub.create_repo(OWNER, REPO, {"README.md": "# q\n"})
@@ -51,5 +53,10 @@ def test_waiting_tasks_show_their_position_and_it_moves(
     assert moved.task == TaskKey(OWNER, REPO, second)
     assert dispatch.refresh_positions() == 1
     assert "position 1" in status_body(devhub, third)
+    # Edited twice for its position, the waiting task's status still carries its signed
+    # checkpoint: what brings it back if Redis is lost.
+    read = read_block(status_body(devhub, third), load_settings().checkpoint_key(),
+                      task=f"{OWNER}/{REPO}#{third}")
+    assert read.problem is None and read.checkpoint is not None and read.checkpoint.state == "queued"
     assert all(issue_labels == ["nightcrew:queued"] for issue_labels in
                (devhub.issue(OWNER, REPO, n)["labels"] for n in numbers))
