@@ -452,7 +452,8 @@ def run_agent(
 
     progress(note=note, budget_usd=budget.limits.usd)
     agent = Agent(_roles(models, config, repo_config), tools, limits=limits, budget=budget,
-                  gate=lambda: approval_gate(workspace, repo_config, approved), on_step=on_step,
+                  gate=lambda: approval_gate(workspace, repo_config, approved | controls.approved()),
+                  on_step=on_step,
                   stop_check=controls.stop_requested, on_green=on_green,
                   plan=_resumed_plan(resume_from) or True)
     result = agent.run(_brief(issue, context, before, resume_from))

@@ -253,3 +253,21 @@ def test_red_tests_after_the_change_give_a_draft_pr_or_none_per_config(
     assert pull["draft"] is True and "Fixes #" in pull["body"] and "Draft:" in pull["body"]
     assert "`calc.py`" in pull["body"] and "**Plan**" in pull["body"]
     assert "draft" in status_body(issue) and str(pull["number"]) in status_body(issue)
+
+
+class Approved(NoControls):
+    """A maintainer said `/nightcrew approve dependencies` (now or before the run)."""
+
+    def approved(self) -> set[str]:
+        return {"dependencies"}
+
+
+def test_an_approved_change_kind_goes_through_the_gate(
+    devhub: DevHub, app_private_key: str, tmp_path: Path,
+) -> None:
+    steps = [PLAN, FIX, call("edit_file", path="requirements.txt", search="", replace="numpy==2.1\n"),
+             call("run_tests"), call("finish", summary="fixed add, pinned numpy")]
+    outcome, _, issue = run_task(devhub, app_private_key, tmp_path, steps, controls=Approved())
+    assert outcome.state == "pr_opened" and outcome.pr_number is not None
+    read = read_block(status_body(issue), KEY, task=f"{OWNER}/{REPO}#{issue['number']}")
+    assert read.checkpoint is not None and read.checkpoint.approved == ("dependencies",)
