@@ -90,6 +90,7 @@ class StatusReporter:
         self.phase: str | None = None  # checkpoint state beyond the view's, e.g. "publishing"
         self._started = time.monotonic()
         self.elapsed_before = 0.0  # wall time of earlier runs of this task (from the checkpoint)
+        self._label: str | None = None  # the state label this run last set
         self.summary = ""
 
     def update(self, *, force: bool = False, **changes: Any) -> None:
@@ -145,12 +146,14 @@ class StatusReporter:
         return render_block(checkpoint, self._key)
 
     def set_state_label(self, state: status.State) -> None:
-        """Swap the ``nightcrew:*`` state label."""
+        """Swap the ``nightcrew:*`` state label (all others the first time, then the last one)."""
         wanted = status.LABELS[state]
-        for label in status.ALL_STATE_LABELS:
+        stale = status.ALL_STATE_LABELS if self._label is None else (self._label,)
+        for label in stale:
             if label != wanted:
                 self.host.remove_label(self.task, label)
         self.host.add_labels(self.task, [wanted])
+        self._label = wanted
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,7 @@ def _run(
         else:
             result = run_agent(issue, workspace, sandbox, command, models, config, repo_config,
                                reporter.update, outcome, memory, controls,
-                               on_green=lambda: _checkpoint_commit(task, workspace, token, reporter,
+                               on_green=lambda: _checkpoint_commit(task, workspace, host.token, reporter,
                                                                    outcome),
                                resume_from=checkpoint)
         if result.outcome in ("cancelled", "paused"):
@@ -286,14 +289,14 @@ def _run(
         outcome.tests_after = after
         reporter.update(tests_after=_counts(after))
         if result.outcome == "paused_budget":
-            _pause_for_budget(task, workspace, token, issue, result, reporter, outcome)
+            _pause_for_budget(task, workspace, host.token, issue, result, reporter, outcome)
             return
-        _publish(task, host, repo.default_branch, workspace, token, issue, result, repo_config,
+        _publish(task, host, repo.default_branch, workspace, host.token, issue, result, repo_config,
                  reporter, outcome)
 
 
 def _pause_for_budget(
-    task: TaskKey, workspace: Workspace, token: str, issue: Issue, result: AgentResult,
+    task: TaskKey, workspace: Workspace, token: TokenSource, issue: Issue, result: AgentResult,
     reporter: StatusReporter, outcome: TaskOutcome,
 ) -> None:
     """Wind down: keep what passes on the task branch, then stop as paused (resumable)."""
@@ -311,15 +314,22 @@ def _pause_for_budget(
             "`/nightcrew budget +$N` to continue.")
 
 
-def _push(workspace: Workspace, token: str | None) -> None:
-    """Push the task branch, unless the change adds something that looks like a secret."""
+TokenSource = Callable[[], str]  # mints an installation token (they expire after an hour)
+
+
+def _push(workspace: Workspace, token: TokenSource) -> None:
+    """Push the task branch, unless the change adds something that looks like a secret.
+
+    Each push gets a freshly minted token: the one the run started with may have expired (a
+    long run, or GitHub revoking it) — the clone's token is never reused for a push.
+    """
     try:
         check_before_push(workspace.diff())
     except SecretsFound as exc:
         raise TaskFailed(str(exc)) from None  # the report names places and kinds, never the secret
     except UnidiffParseError:
         raise TaskFailed("The change could not be scanned for secrets, so nothing was pushed.") from None
-    workspace.push(token)
+    workspace.push(token())
 
 
 # A crash leaves the checkpoint in one of these states; a person's resume/retry may pick up more.
@@ -363,7 +373,8 @@ def _restore(reporter: StatusReporter, outcome: TaskOutcome, checkpoint: Checkpo
 
 
 def _checkpoint_commit(
-    task: TaskKey, workspace: Workspace, token: str, reporter: StatusReporter, outcome: TaskOutcome,
+    task: TaskKey, workspace: Workspace, token: TokenSource, reporter: StatusReporter,
+    outcome: TaskOutcome,
 ) -> None:
     """Tests just passed: the work so far becomes a pushed commit and a new signed checkpoint."""
     sha = workspace.commit_all(f"nightcrew: checkpoint of #{task.number} (tests pass)")
@@ -524,7 +535,7 @@ def _plan_view(plan: Plan | None) -> tuple[status.PlanStep, ...]:
 
 
 def _publish(
-    task: TaskKey, host: GitHost, base: str, workspace: Workspace, token: str, issue: Issue,
+    task: TaskKey, host: GitHost, base: str, workspace: Workspace, token: TokenSource, issue: Issue,
     result: AgentResult, repo_config: RepoConfig, reporter: StatusReporter, outcome: TaskOutcome,
 ) -> None:
     """The test gate, then commit, scan, push and the pull request (ready, draft or none)."""
