@@ -266,10 +266,15 @@ def _run(
             # The agent had finished before the crash: publish its work, do not redo it.
             result = AgentResult("finished", checkpoint.summary, 0, plan=_resumed_plan(checkpoint))
         else:
+            granted = set(checkpoint.approved) if checkpoint else set()
+
+            def on_green() -> None:
+                # A change that waits for approval is not pushed, not even as a checkpoint.
+                if approval_gate(workspace, repo_config, granted | controls.approved()) is None:
+                    _checkpoint_commit(task, workspace, host.token, reporter, outcome)
+
             result = run_agent(issue, workspace, sandbox, command, models, config, repo_config,
-                               reporter.update, outcome, memory, controls,
-                               on_green=lambda: _checkpoint_commit(task, workspace, host.token, reporter,
-                                                                   outcome),
+                               reporter.update, outcome, memory, controls, on_green=on_green,
                                resume_from=checkpoint)
         if result.outcome in ("cancelled", "paused"):
             controls.clear_stop()
@@ -280,7 +285,7 @@ def _run(
             return
         if result.outcome == "needs_approval":
             _finish(reporter, outcome, "needs_approval",
-                    f"{result.question}\n\nNothing was pushed.")
+                    f"{result.question}\n\nThe change waiting for approval was not pushed.")
             return
         if result.outcome not in ("finished", "paused_budget"):
             memory.record(_failure_record(task, result))

@@ -68,9 +68,11 @@ def test_a_dependency_change_stops_as_needs_approval_and_pushes_nothing(
     devhub: DevHub, app_private_key: str, tmp_path: Path,
 ) -> None:
     steps = [PLAN, FIX, call("edit_file", path="requirements.txt", search="", replace="numpy==2.1\n"),
-             call("finish", summary="fixed add, pinned numpy")]
+             call("run_tests"), call("finish", summary="fixed add, pinned numpy")]
     outcome, _, issue = run_task(devhub, app_private_key, tmp_path, steps)
     assert outcome.state == "needs_approval" and outcome.pr_number is None
+    # The tests passed with the gated change in place, yet no checkpoint pushed it.
+    assert outcome.commits == [] and f"nightcrew/issue-{issue['number']}" not in devhub.git.branches(OWNER, REPO)
     assert "nightcrew:needs-approval" in issue["labels"] and "nightcrew:running" not in issue["labels"]
     body = status_body(issue)
     assert "needs approval" in body and "requirements.txt" in body and "/nightcrew approve" in body
