@@ -454,14 +454,22 @@ class ChaosHarness:
                 tally.problems.append("no run started after the kill")
             elif tally.resume_s >= 120:
                 tally.problems.append(f"the next run started {tally.resume_s:.0f}s after the kill")
-        # An operation the stand-in lacks is its gap, not a chaos finding: reported, not failed.
-        tally.devhub_gaps = [v for v in self.hub.violations if "not implemented by devhub" in v]
-        violations = [v for v in self.hub.violations if v not in tally.devhub_gaps]
-        if violations:
-            tally.problems.append(f"GitHub contract violations: {violations}")
-        if self.model.violations:
-            tally.problems.append(f"Messages API violations: {self.model.violations}")
+        gaps, problems = self.contract_problems()
+        tally.devhub_gaps = gaps
+        tally.problems += problems
         return tally
+
+    def contract_problems(self) -> tuple[list[str], list[str]]:
+        """(the stand-in's own gaps, contract violations of either stand-in as problems).
+
+        An operation the stand-in lacks is its gap, not a chaos finding: reported, not failed.
+        """
+        gaps = [v for v in self.hub.violations if "not implemented by devhub" in v]
+        violations = [v for v in self.hub.violations if v not in gaps]
+        problems = [f"GitHub contract violations: {violations}"] if violations else []
+        if self.model.violations:
+            problems.append(f"Messages API violations: {self.model.violations}")
+        return gaps, problems
 
     def _commits(self) -> tuple[list[str], int]:
         """The task branch's commits past main as "tree subject", and how many repeat."""
@@ -508,3 +516,12 @@ def repo_files(*, setup: list[str] | None = None, test: str | None = None) -> di
         lines.append(f"test: {json.dumps(test)}")
     lines += ["caps:", "  per_repository: 1", "rules:", "  - Keep the change minimal."]
     return {**DEMO_FILES, ".github/nightcrew.yml": "\n".join(lines) + "\n"}
+
+
+def report(line: str, data: dict[str, Any]) -> None:
+    """Print a chaos test's summary line; append its counts as JSON to $NIGHTCREW_CHAOS_REPORT."""
+    print(line)
+    target = os.environ.get("NIGHTCREW_CHAOS_REPORT")
+    if target:
+        with Path(target).open("a") as out:
+            out.write(json.dumps(data) + "\n")

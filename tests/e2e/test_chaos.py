@@ -15,8 +15,6 @@ model steps answered again; the next run must start within 2 minutes of the kill
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ import pytest
 
 from github_app.devhub import Hold
 from runner.demo import OWNER, REPO
-from tests.e2e.chaos_harness import BASELINE_REQUESTS, ChaosHarness, Tally, repo_files
+from tests.e2e.chaos_harness import BASELINE_REQUESTS, ChaosHarness, Tally, repo_files, report
 
 pytestmark = pytest.mark.e2e
 
@@ -124,8 +122,4 @@ def test_sigkilled_worker_finishes_the_task_once(point: KillPoint, tmp_path: Pat
 
 
 def _report(tally: Tally) -> None:
-    print(tally.line())
-    target = os.environ.get("NIGHTCREW_CHAOS_REPORT")
-    if target:
-        with Path(target).open("a") as out:
-            out.write(json.dumps(dataclasses.asdict(tally)) + "\n")
+    report(tally.line(), dataclasses.asdict(tally))

@@ -20,8 +20,6 @@ the run proves it met them). One ``CHAOS-GITHUB`` line is printed and appended a
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 from collections import Counter
@@ -35,7 +33,7 @@ from github_app.devhub import Fault
 from github_app.status import LABELS, MARKER
 from github_app.tasks import TaskKey
 from runner.demo import OWNER, REPO
-from tests.e2e.chaos_harness import ChaosHarness
+from tests.e2e.chaos_harness import ChaosHarness, report
 
 pytestmark = pytest.mark.e2e
 
@@ -142,21 +140,12 @@ def _tally(h: ChaosHarness, numbers: list[int], faults: dict[str, Fault],
         tally.problems.append(f"faults never answered (the run did not exercise them): {unanswered}")
     if not tally.tokens_expired:
         tally.problems.append("the tokens were never expired mid-run")
-    gaps = [v for v in h.hub.violations if "not implemented by devhub" in v]
-    violations = [v for v in h.hub.violations if v not in gaps]
-    if violations:
-        tally.problems.append(f"GitHub contract violations: {violations}")
-    if h.model.violations:
-        tally.problems.append(f"Messages API violations: {h.model.violations}")
+    tally.problems += h.contract_problems()[1]
     return tally
 
 
 def _report(tally: GitHubTally) -> None:
-    print(tally.line())
-    target = os.environ.get("NIGHTCREW_CHAOS_REPORT")
-    if target:
-        with Path(target).open("a") as out:
-            out.write(json.dumps({"kind": "chaos-github", **asdict(tally)}) + "\n")
+    report(tally.line(), {"kind": "chaos-github", **asdict(tally)})
 
 
 def _all_ended(h: ChaosHarness, numbers: list[int]) -> bool:

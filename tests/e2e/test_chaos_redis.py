@@ -16,8 +16,6 @@ tasks (never labeled done with a PR), duplicated PRs, status comments and commit
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +26,7 @@ import pytest
 from github_app.status import LABELS, MARKER
 from github_app.tasks import TaskKey
 from runner.demo import DEMO_FILES, OWNER, REPO
-from tests.e2e.chaos_harness import ChaosHarness
+from tests.e2e.chaos_harness import ChaosHarness, report
 
 pytestmark = pytest.mark.e2e
 
@@ -166,21 +164,12 @@ def _tally(h: ChaosHarness, mode: str, numbers: list[int]) -> RedisTally:
             tally.problems.append(f"#{number}: never finished: labels {sorted(labels)}, "
                                   f"{len(mine)} PRs")
     tally.model_requests = len(h.model.moves)
-    gaps = [v for v in h.hub.violations if "not implemented by devhub" in v]
-    violations = [v for v in h.hub.violations if v not in gaps]
-    if violations:
-        tally.problems.append(f"GitHub contract violations: {violations}")
-    if h.model.violations:
-        tally.problems.append(f"Messages API violations: {h.model.violations}")
+    tally.problems += h.contract_problems()[1]
     return tally
 
 
 def _report(tally: RedisTally) -> None:
-    print(tally.line())
-    target = os.environ.get("NIGHTCREW_CHAOS_REPORT")
-    if target:
-        with Path(target).open("a") as out:
-            out.write(json.dumps(asdict(tally)) + "\n")
+    report(tally.line(), asdict(tally))
 
 
 @pytest.mark.timeout(420)
