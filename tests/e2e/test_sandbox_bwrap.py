@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,18 +16,11 @@ import pytest
 from runner.sandbox import SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox, SandboxError
 from runner.testrun import run_tests
+from tests.e2e.conftest import CANARY, CONNECT
 
 pytestmark = pytest.mark.e2e
 
-CANARY = "ghp_" + "canary0123456789abcdefNIGHTCREW"  # fake, built at run time
 MakeSandbox = Callable[..., BwrapSandbox]
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    path = tmp_path / "ws"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
@@ -36,25 +29,6 @@ def sandbox(workspace: Path) -> MakeSandbox:
         return BwrapSandbox(workspace, SandboxPolicy(**policy))  # type: ignore[arg-type]
 
     return make
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    yield server.getsockname()[1]
-    server.close()
-
-
-CONNECT = """
-import socket, sys
-try:
-    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-    print("CONNECTED")
-except OSError as exc:
-    print("BLOCKED", type(exc).__name__, exc)
-"""
 
 
 def test_network_is_off_by_default(sandbox: MakeSandbox, listener: int) -> None:

@@ -38,9 +38,10 @@ if _UNAVAILABLE is not None:
 
 import docker  # noqa: E402
 
+from tests.e2e.conftest import CANARY, CONNECT  # noqa: E402
+
 pytestmark = pytest.mark.e2e
 
-CANARY = "ghp_" + "canary0123456789abcdefNIGHTCREW"  # fake, built at run time
 MakeSandbox = Callable[..., DockerSandbox]
 
 
@@ -49,13 +50,6 @@ def client() -> Iterator[Any]:
     api = docker.DockerClient(base_url=URL) if URL else docker.from_env()
     yield api
     api.close()
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    path = tmp_path / "ws"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
@@ -72,25 +66,6 @@ def sandbox(workspace: Path, client: Any) -> Iterator[MakeSandbox]:
     for box in made:
         box.close()
     assert _ours(client) == [], "a sandbox container was left behind"
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    yield server.getsockname()[1]
-    server.close()
-
-
-CONNECT = """
-import socket, sys
-try:
-    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-    print("CONNECTED")
-except OSError as exc:
-    print("BLOCKED", type(exc).__name__, exc)
-"""
 
 
 def test_network_is_off_by_default(sandbox: MakeSandbox, listener: int) -> None:

@@ -32,13 +32,6 @@ NO_CGROUPS = Cgroups(None, {}, reason="turned off by the test")
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    path = tmp_path / "ws"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def sandbox(workspace: Path) -> MakeSandbox:
     def make(cgroups: Cgroups | None = None, **policy: object) -> BwrapSandbox:
         return BwrapSandbox(workspace, SandboxPolicy(**policy), cgroups=cgroups)  # type: ignore[arg-type]
