@@ -11,6 +11,7 @@ import difflib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import yaml
@@ -224,6 +225,22 @@ def load_repo_config(
         if text is not None:
             return parse_repo_config(text, path=path)
     return RepoConfig()
+
+
+@dataclass(frozen=True)
+class _Checkout:
+    """A ``ConfigSource`` over a checkout on disk (owner, repo and ref are the checkout's own)."""
+
+    root: Path
+
+    def read_file(self, owner: str, repo: str, path: str, ref: str | None = None) -> str | None:
+        file = self.root / path
+        return file.read_text(encoding="utf-8", errors="replace") if file.is_file() else None
+
+
+def load_local_config(checkout: Path) -> RepoConfig:
+    """The config of a repository checked out at ``checkout`` (``nightcrew run`` / ``context``)."""
+    return load_repo_config(_Checkout(checkout), "", "")
 
 
 def parse_repo_config(text: str, *, path: str = CONFIG_PATH) -> RepoConfig:

@@ -6,7 +6,6 @@ from typing import Any
 
 from github_app.dispatch import advance
 from github_app.queue import beating
-from github_app.redis_conn import connect
 from runner import wiring
 from runner.task import run
 
@@ -21,7 +20,7 @@ def run_task(args: dict[str, Any]) -> dict[str, Any]:
     task = wiring.task_key(args["task"])
     try:
         ttl = deps.settings.heartbeat_ttl_s
-        with beating(connect(deps.settings), task.job_id, ttl_s=ttl, every_s=ttl / 4):
+        with beating(deps.connection, task.job_id, ttl_s=ttl, every_s=ttl / 4):
             host = deps.host_for(task, args.get("installation_id"))
             outcome = run(
                 task, host=host, models=deps.models(), sandbox_for=deps.sandbox_for,

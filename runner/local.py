@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from github_app.github import Issue
-from github_app.repo_config import CONFIG_PATHS, RepoConfig, RepoConfigError, parse_repo_config
+from github_app.repo_config import RepoConfigError, load_local_config
 from runner.memory import FailureLog
-from runner.model import ModelClient
 from runner.sandbox import SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
-from runner.secret_scan import SecretsFound, check_before_push
 from runner.setup import run_setup, setup_policy
-from runner.task import ModelFactory, TaskConfig, TaskOutcome, run_agent
+from runner.task import ModelFactory, TaskConfig, TaskFailed, TaskOutcome, push_checked, run_agent
 from runner.testrun import TestReport, detect_test_command, run_tests
 from runner.workspace import Workspace
 
@@ -67,17 +65,10 @@ def model_factory(spec: str | None) -> ModelFactory:
         return lambda _model_id: scripted
     if not os.environ.get("ANTHROPIC_API_KEY"):
         raise RunError("set ANTHROPIC_API_KEY, or pass --model scripted:FILE")
-    from runner.model.anthropic import AnthropicModel
+    from runner.model.anthropic import models_by_id
 
-    made: dict[str, ModelClient] = {}
-
-    def model(model_id: str) -> ModelClient:
-        chosen = spec or model_id
-        if chosen not in made:
-            made[chosen] = AnthropicModel(chosen)
-        return made[chosen]
-
-    return model
+    by_id = models_by_id()
+    return lambda model_id: by_id(spec or model_id)
 
 
 def run_local(
@@ -92,7 +83,10 @@ def run_local(
     started = time.monotonic()
     with Workspace.checkout(clone_url=str(repo), token=None, root=data_dir / "runs",
                             name=branch.replace("/", "-"), branch=branch) as workspace:
-        config = _repo_config(workspace.path)
+        try:
+            config = load_local_config(workspace.path)
+        except RepoConfigError as exc:
+            raise RunError(f"the repository's config is invalid: {exc}") from None
         policy = SandboxPolicy()
         if config.setup:
             _say(out, "setup: running the repo's setup commands (network on, no credentials)")
@@ -120,7 +114,10 @@ def run_local(
         sha = workspace.commit_all(_commit_message(task, result.outcome, summary, outcome.tests_before,
                                                    after))
         if sha:
-            _push(workspace)
+            try:
+                push_checked(workspace, lambda: None)  # a local push needs no token
+            except TaskFailed as exc:  # something that looks like a secret: nothing leaves
+                raise RunError(f"{exc} Nothing was pushed.") from None
     return {
         "outcome": result.outcome, "summary": summary, "question": result.question,
         "branch": branch if sha else None, "commit": sha,
@@ -148,26 +145,6 @@ def render_summary(report: dict[str, Any]) -> str:
 
 def as_json(report: dict[str, Any]) -> str:
     return json.dumps(report, sort_keys=True)
-
-
-def _push(workspace: Workspace) -> None:
-    """Push the branch back, unless the change adds something that looks like a secret."""
-    try:
-        check_before_push(workspace.diff())
-    except SecretsFound as exc:
-        raise RunError(f"{exc} Nothing was pushed.") from None
-    workspace.push(None)
-
-
-def _repo_config(path: Path) -> RepoConfig:
-    for name in CONFIG_PATHS:
-        file = path / name
-        if file.is_file():
-            try:
-                return parse_repo_config(file.read_text(encoding="utf-8"), path=name)
-            except RepoConfigError as exc:
-                raise RunError(f"{name} is invalid: {exc}") from None
-    return RepoConfig()
 
 
 def _printer(out: TextIO) -> Callable[..., None]:

@@ -311,7 +311,7 @@ def _pause_for_budget(
         sha = workspace.commit_all(f"WIP #{task.number}: {issue.title} (paused: budget)")
         if sha:
             outcome.commits.append(sha)
-            _push(workspace, token)
+            push_checked(workspace, token)
             reporter.update(commits=tuple(outcome.commits))
             kept = f" The work so far passes the tests and is on branch `{task.branch}`."
     _finish(reporter, outcome, "paused",
@@ -319,10 +319,10 @@ def _pause_for_budget(
             "`/nightcrew budget +$N` to continue.")
 
 
-TokenSource = Callable[[], str]  # mints an installation token (they expire after an hour)
+TokenSource = Callable[[], str | None]  # mints an installation token (they expire after an hour)
 
 
-def _push(workspace: Workspace, token: TokenSource) -> None:
+def push_checked(workspace: Workspace, token: TokenSource) -> None:
     """Push the task branch, unless the change adds something that looks like a secret.
 
     Each push gets a freshly minted token: the one the run started with may have expired (a
@@ -385,7 +385,7 @@ def _checkpoint_commit(
     sha = workspace.commit_all(f"nightcrew: checkpoint of #{task.number} (tests pass)")
     if sha is None:
         return  # nothing new since the last checkpoint
-    _push(workspace, token)
+    push_checked(workspace, token)
     outcome.commits.append(sha)
     reporter.update(force=True, commits=tuple(outcome.commits))
 
@@ -560,7 +560,7 @@ def _publish(
     sha = workspace.commit_all(f"Fix #{task.number}: {issue.title}\n\n{summary}")
     if sha:
         outcome.commits.append(sha)
-    _push(workspace, token)
+    push_checked(workspace, token)
     # Pushed: a crash from here on resumes straight into publishing this work.
     reporter.phase, reporter.summary = "publishing", summary
     reporter.update(force=True, commits=tuple(outcome.commits))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from github_app.scheduler import TaskScheduler
 from github_app.settings import Settings, SettingsError, load_settings
 from github_app.tasks import TaskKey
 from runner.model import ModelClient
-from runner.model.anthropic import AnthropicModel
+from runner.model.anthropic import models_by_id
 from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
 from runner.setup import setup_policy
@@ -41,28 +42,25 @@ class Dependencies:
         installation = installation_id or app.installation_for(task.owner, task.repo)
         return app.host(int(installation))
 
+    @functools.cached_property
+    def connection(self) -> redis.Redis:
+        """One Redis client for the run (checked once), shared by its heartbeat, log and controls."""
+        return connect(self.settings)
+
     def models(self) -> Callable[[str], ModelClient]:
         """Model id → the Anthropic adapter for it (ANTHROPIC_BASE_URL may point it at a stand-in)."""
         key = self.settings.anthropic_api_key
         if key is None:
             raise SettingsError("ANTHROPIC_API_KEY is required to run tasks")
-        secret = key.get_secret_value()
-        made: dict[str, ModelClient] = {}
-
-        def model(model_id: str) -> ModelClient:
-            if model_id not in made:
-                made[model_id] = AnthropicModel(model_id, api_key=secret)
-            return made[model_id]
-
-        return model
+        return models_by_id(api_key=key.get_secret_value())
 
     def events_for(self, task: TaskKey) -> EventLog:
         """This run's event log: a JSONL file in the data dir and a Redis stream for watchers."""
         return EventLog(self.settings.data_dir.resolve(), str(task), new_run_id(),
-                        redis=connect(self.settings))
+                        redis=self.connection)
 
     def controls_for(self, task: TaskKey) -> RedisControls:
-        return RedisControls(connect(self.settings), task)
+        return RedisControls(self.connection, task)
 
     def task_config(self) -> TaskConfig:
         s = self.settings
@@ -76,7 +74,7 @@ class Dependencies:
 
     def scheduler(self) -> tuple[TaskScheduler, RQJobQueue]:
         """The fleet's scheduler and the queue it dispatches to."""
-        queue = RQJobQueue(connect(self.settings))
+        queue = RQJobQueue(self.connection)
         return scheduler_for(self.settings, queue), queue
 
     def sandbox_for(self, workspace: Path, *, network: bool = False) -> Sandbox:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from github_app.repo_config import CONFIG_PATHS, RepoConfig, RepoConfigError, parse_repo_config
+from github_app.repo_config import RepoConfigError, load_local_config
 from runner.context import rg
 from runner.context.build import build_context
 from runner.context.package import ContextPackage, IssueText
@@ -67,14 +67,6 @@ def read_issue_file(path: Path) -> IssueText:
     return IssueText(title=path.stem, body=text.strip(), origin=f"file {path.name}")
 
 
-def load_config(repo: Path) -> RepoConfig:
-    """The repository's ``.github/nightcrew.yml`` (or ``.yaml``), defaults if there is none."""
-    for name in CONFIG_PATHS:
-        if (repo / name).is_file():
-            return parse_repo_config((repo / name).read_text(errors="replace"), path=name)
-    return RepoConfig()
-
-
 def context_command(repo: Path, issue_file: Path, budget: int | None = None, max_files: int | None = None,
                     as_json: bool = False, estimate: bool = False,
                     model: str = "claude-sonnet-4-5") -> tuple[int, str]:
@@ -84,7 +76,7 @@ def context_command(repo: Path, issue_file: Path, budget: int | None = None, max
     line when the config or the inputs are unusable.
     """
     try:
-        config = load_config(repo)
+        config = load_local_config(repo)
         issue = read_issue_file(issue_file)
     except RepoConfigError as exc:
         return 2, f"nightcrew: {exc}"

@@ -12,13 +12,14 @@ tells the caller whether a later attempt (an RQ retry) may succeed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anthropic
 from anthropic.types import Message as SDKMessage
 
-from runner.model import Message, ModelError, ModelReply, ToolSpec, Usage, tool_call
+from runner.model import Message, ModelClient, ModelError, ModelReply, ToolSpec, Usage, tool_call
 from runner.model.cache_sim import cache_marked_request
 from runner.model.prices import cost_usd
 
@@ -114,6 +115,15 @@ class AnthropicModel:
                 f"unusable answer from the Anthropic API: {err.message}", retryable=False
             )
         return _redacted(error, self._client.api_key, self._client.auth_token)
+
+
+def models_by_id(*, api_key: str | None = None) -> Callable[[str], ModelClient]:
+    """Model id → its adapter, made once: the roles of a run often share one model."""
+    @functools.cache
+    def model(model_id: str) -> ModelClient:
+        return AnthropicModel(model_id, api_key=api_key)
+
+    return model
 
 
 def _sdk_client(
