@@ -6,11 +6,11 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import redis
 
-from github_app import controls
+from github_app import controls, logs
 from github_app.dispatch import scheduler_for
 from github_app.eventlog import EventLog, new_run_id
 from github_app.github import GitHost, GitHubApp
@@ -25,6 +25,9 @@ from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
 from runner.setup import setup_policy
 from runner.task import TaskConfig, TaskOutcome
+
+T = TypeVar("T")
+log = logs.get("nightcrew.wiring")
 
 
 @dataclass
@@ -84,26 +87,39 @@ class Dependencies:
 
 @dataclass(frozen=True)
 class RedisControls:
-    """``TaskControls`` on the requests intake recorded in Redis (``github_app.controls``)."""
+    """``TaskControls`` on the requests intake recorded in Redis (``github_app.controls``).
+
+    Requests are advisory to a running task: while Redis is unreachable (restarting) each read
+    answers "nothing asked" instead of failing the task. Nothing is lost by that: an unread stop
+    request, budget grant or approval stays in Redis for the next step or the next run, and a
+    missed approval only makes the gate ask again (it fails closed).
+    """
 
     connection: redis.Redis
     task: TaskKey
 
     def stop_requested(self) -> tuple[Literal["cancel", "pause"], str] | None:
-        request = controls.stop_requested(self.connection, self.task)
+        request = self._read(controls.stop_requested, None)
         return None if request is None else (request.kind, request.actor)
 
     def render_requested(self) -> bool:
-        return controls.render_requested(self.connection, self.task)
+        return self._read(controls.render_requested, False)
 
     def take_budget(self) -> float:
-        return controls.take_budget(self.connection, self.task)
+        return self._read(controls.take_budget, 0.0)
 
     def approved(self) -> set[str]:
-        return controls.approved(self.connection, self.task)
+        return self._read(controls.approved, set())
 
     def clear_stop(self) -> None:
-        controls.clear_stop(self.connection, self.task)
+        self._read(controls.clear_stop, None)
+
+    def _read(self, call: Callable[[redis.Redis, TaskKey], T], unavailable: T) -> T:
+        try:
+            return call(self.connection, self.task)
+        except redis.RedisError as exc:
+            log.warning("controls.redis_unavailable", task=str(self.task), error=type(exc).__name__)
+            return unavailable
 
 
 def from_settings() -> Dependencies:
