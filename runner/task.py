@@ -17,7 +17,7 @@ from unidiff.errors import UnidiffParseError
 from github_app import logs, status
 from github_app.checkpoint import Checkpoint, read_block
 from github_app.eventlog import EventLog, new_run_id
-from github_app.github import GitHost, Issue
+from github_app.github import GitHost, Issue, Retryable
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
 from github_app.tasks import TaskKey
 from runner.agent import Agent, AgentResult, LoopLimits, Plan, Roles, StepEvent
@@ -140,6 +140,11 @@ def run(
         _run(task, host, models, sandbox_for, config, reporter, outcome, controls, checkpoint)
     except TaskFailed as exc:
         _finish(reporter, outcome, "failed", str(exc))
+    except Retryable as exc:
+        # GitHub is throttling or down longer than the adapter waits: not the task's failure.
+        # The job waits and runs again from the checkpoint (runner.jobs); nothing is marked.
+        events.emit("error", message=f"GitHub: {exc}"[:500], fatal=False)
+        raise
     except Exception as exc:
         events.emit("error", message=f"{type(exc).__name__}: {exc}"[:500], fatal=True)
         _finish(reporter, outcome, "failed", f"nightcrew hit an internal error ({type(exc).__name__}).")
