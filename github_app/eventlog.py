@@ -10,6 +10,9 @@ Every run appends events to two places:
   trimmed to about ``STREAM_MAXLEN`` entries, for live readers (``tail``). Redis holds only what
   may be lost: when it is down the event still goes to the file and the run goes on.
 
+The status comment is this fold: ``runner.reporter.StatusReporter`` listens to its run's
+``EventLog`` (``listeners``), folds every event with ``RunFold`` and renders what it folds.
+
 One task may run several times (resume, retry); each run has its own id and its own ``seq``
 counting from 1, and ``fold`` shows the latest run.
 
@@ -28,6 +31,7 @@ test_result     phase ("before" | "after"), summary (e.g. "12 passed, 1 failed")
 spend           tokens, cost_usd: the run's totals so far (not deltas: a lost or cut event
                 then cannot skew the sum); budget_usd
 state           state (a ``status.State``), detail
+progress        only the keys any kind may carry (below): what changed besides the above
 error           message, fatal (bool; a fatal error means the state is "failed")
 run_finished    state (the final ``status.State``), detail
 ==============  ===========================================================================
@@ -57,7 +61,7 @@ from github_app import logs, status
 from github_app.tasks import TaskKey
 
 Kind = Literal["run_started", "step_started", "step_finished", "tool_call", "test_result", "spend",
-               "state", "error", "run_finished"]
+               "state", "progress", "error", "run_finished"]
 KINDS: frozenset[str] = frozenset(get_args(Kind))
 _STATES: frozenset[str] = frozenset(get_args(status.State))
 
@@ -154,6 +158,8 @@ class EventLog:
         self._fsync = fsync
         self._lock = threading.Lock()
         self._redis_retry_at = 0.0  # time.monotonic() before which Redis is not tried again
+        # Called with every event this object records, in seq order (e.g. the status comment's fold).
+        self.listeners: list[Callable[[Event], None]] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _end_torn_line(self.path)
         self._seq = _last_seq(self.path, run)  # a reopened run continues its numbering
@@ -175,6 +181,8 @@ class EventLog:
             line = event.to_json()
             _append_line(self.path, line, fsync=self._fsync)
             self._publish(line)  # under the lock too, so the stream's order is seq order
+            for listener in self.listeners:
+                listener(event)
         return event
 
     def _publish(self, line: str) -> None:
@@ -423,7 +431,7 @@ def fold(events: Sequence[Event]) -> Progress:
         if event.seq not in seen:
             seen.add(event.seq)
             mine.append(event)
-    acc = _Fold(run=run)
+    acc = RunFold(run=run)
     for event in mine:
         acc.apply(event)
     return acc.freeze()
@@ -452,8 +460,9 @@ def to_status_changes(progress: Progress) -> dict[str, Any]:
 
 
 @dataclass
-class _Fold:
-    """The mutable accumulator behind ``fold``; one method per kind keeps each rule readable."""
+class RunFold:
+    """The mutable accumulator behind ``fold`` (and a live status comment): ``apply`` one event
+    at a time, ``freeze`` for the ``Progress`` so far. One method per kind keeps each rule readable."""
 
     run: str
     state: status.State | None = None
@@ -524,6 +533,9 @@ class _Fold:
 
     def _on_state(self, d: dict[str, Any]) -> None:
         self._set_state(d.get("state"))
+
+    def _on_progress(self, d: dict[str, Any]) -> None:
+        return None  # the common keys only
 
     def _on_error(self, d: dict[str, Any]) -> None:
         self.error = _str(d.get("message"), None) or "error"

@@ -132,8 +132,8 @@ def run(
     if checkpoint is not None:
         _restore(reporter, outcome, checkpoint)
     reporter.set_state_label("running")
-    events.emit("run_started", resumed=checkpoint is not None,
-                head_sha=checkpoint.head_sha if checkpoint else None)
+    reporter.start(resumed=checkpoint is not None,
+                   head_sha=checkpoint.head_sha if checkpoint else None)
     reporter.update(force=True, state="running", detail="Resuming from the last checkpoint…"
                     if checkpoint else "Checking out the repository…")
     try:

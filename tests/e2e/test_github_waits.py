@@ -10,58 +10,28 @@ from pathlib import Path
 
 import pytest
 
-from github_app.checkpoint import checkpoint_key
 from github_app.devhub import DevHub, Fault
 from github_app.eventlog import read_events
-from github_app.github import GitHubApp, Retryable
-from github_app.tasks import TaskKey
+from github_app.github import Retryable
 from runner.jobs import LONGEST_GITHUB_WAIT_S, through_github_waits
-from runner.model.script import ScriptStep
-from runner.model.scripted import ScriptedModel
-from runner.sandbox import Sandbox, SandboxPolicy
-from runner.sandbox.bwrap import BwrapSandbox
-from runner.task import TaskConfig, TaskOutcome, run
-
-OWNER, REPO = "octo", "calc"
-FILES = {
-    "calc.py": "def add(a, b):\n    return a - b\n",
-    "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
-}
-STEPS = [
-    {"text": "- [ ] Fix add\nAcceptance:\n- [ ] test_add passes"},
-    {"tool_calls": [{"name": "edit_file", "input": {
-        "path": "calc.py", "search": "    return a - b\n", "replace": "    return a + b\n"}}]},
-    {"tool_calls": [{"name": "run_tests", "input": {}}]},
-    {"tool_calls": [{"name": "finish", "input": {"summary": "add() adds"}}]},
-]
+from tests.e2e.task_helpers import OWNER, REPO, scripted_task
 
 
 @pytest.mark.e2e
 def test_a_long_rate_limit_on_the_pr_waits_and_resumes_into_publishing(
     devhub: DevHub, app_private_key: str, tmp_path: Path,
 ) -> None:
-    devhub.create_repo(OWNER, REPO, FILES)
-    devhub.install(OWNER)
-    number = devhub.create_issue(OWNER, REPO, "add() subtracts", "`add(2, 3)` is -1, not 5.")
-    task = TaskKey(OWNER, REPO, number)
-    model = ScriptedModel([ScriptStep.from_json(s) for s in STEPS], model="claude-sonnet-4-5")
-    app = GitHubApp(devhub.app_id, app_private_key, devhub.url)
-    installation = app.installation_for(OWNER, REPO)
-    config = TaskConfig(data_dir=tmp_path / "data", checkpoint_key=checkpoint_key("not-a-real-secret"))
-
-    def sandbox_for(path: Path, *, network: bool = False) -> Sandbox:
-        return BwrapSandbox(path, SandboxPolicy())
-
-    def attempt(first: bool) -> TaskOutcome:
-        return run(task, host=app.host(installation), models=lambda _id: model,
-                   sandbox_for=sandbox_for, config=config)
+    scripted = scripted_task(devhub, app_private_key, tmp_path)
+    task, model, config = scripted.task, scripted.model, scripted.config
+    number = task.number
 
     waited: list[float] = []
     # A secondary rate limit on opening the PR, asking for two minutes: far past the adapter's
     # in-process limit, so the run gives up with Retryable after it pushed its work.
     pulls = rf"/repos/{OWNER}/{REPO}/pulls"
     with devhub.inject(Fault(403, "POST", pulls, retry_after=120)) as injection:
-        outcome = through_github_waits(attempt, what=str(task), sleep=waited.append)
+        outcome = through_github_waits(lambda _first: scripted.attempt(), what=str(task),
+                                       sleep=waited.append)
         assert injection.faults[0].answered == 1
 
     assert waited == [120.0]
