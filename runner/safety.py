@@ -13,20 +13,20 @@ their own; wrappers (``env``, ``command``, ``nice``, ``timeout``, ``xargs``…) 
 stripped; ``bash -c``, ``eval`` and a heredoc fed to a shell are checked recursively. A command
 built at run time (``$cmd``, ``python -c "os.system(...)"``) is out of its sight.
 
-``shlex`` is not used for the split: it reads ``#`` inside a word as a comment (``a#b | sh`` hides
-the pipe) and cannot see ``$(...)`` inside double quotes, heredoc bodies or process
-substitution; the small lexer below follows bash's quoting rules for exactly those.
+The split is ``runner.shell_lex``, a small lexer that follows bash's quoting rules (``shlex``
+misses ``a#b | sh`` and ``$(...)`` inside double quotes, heredocs and process substitution).
 """
 
 from __future__ import annotations
 
-import codecs
 import fnmatch
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from runner.shell_lex import Lexer, ParseError, SimpleCommand, Token, pipelines
 
 MAX_NESTING = 8  # bash -c inside eval inside $(...): deeper than this is refused, not followed
 MAX_BRACE_WORDS = 64
@@ -204,278 +204,16 @@ def check_command(command: str, policy: CommandPolicy = DEFAULT_POLICY) -> Verdi
     """Whether the agent may run ``command`` (a ``bash -c`` string, cwd ``policy.workspace``)."""
     try:
         reason = _Checker(policy).script(command, policy.workspace, depth=0)
-    except _ParseError as exc:
+    except ParseError as exc:
         reason = (f"refused: the command could not be read ({exc}); fix the quoting, or write a "
                   "script with edit_file and run that")
     return ALLOWED if reason is None else Verdict(False, reason)
-
-
-# -- the lexer: bash words, operators, redirections, substitutions --------------------------------
-
-
-class _ParseError(Exception):
-    pass
-
-
-@dataclass
-class _Tok:
-    """A word (quotes removed, ``$...`` kept as written), an operator or a redirection."""
-
-    kind: Literal["word", "op", "redir"]
-    text: str
-    subs: list[str] = field(default_factory=list)  # bodies of $(...), `...`, <(...) inside it
-    target: str = ""  # redir: the file (or fd, or heredoc delimiter)
-    body: str | None = None  # redir: a heredoc's or herestring's text
-
-
-_OPS = ("&&", "||", ";;", "|&", ";", "|", "&", "(", ")")
-_REDIRS = ("&>>", "<<<", "<<-", "&>", ">>", ">|", ">&", "<&", "<>", "<<", ">", "<")
-_WORD_END = " \t\r\n;&|()<>"
-
-
-class _Lexer:
-    """Splits a bash string into tokens; one pass, quoting as bash does it."""
-
-    def __init__(self, src: str) -> None:
-        self.src = src
-        self.i = 0
-        self.tokens: list[_Tok] = []
-        self.heredocs: list[tuple[_Tok, bool, bool]] = []  # (redir, strip tabs, expands)
-
-    def run(self) -> list[_Tok]:
-        s = self.src
-        while self.i < len(s):
-            c = s[self.i]
-            if c in " \t\r":
-                self.i += 1
-            elif s.startswith("\\\n", self.i):
-                self.i += 2
-            elif c == "\n":
-                self.i += 1
-                self.tokens.append(_Tok("op", "\n"))
-                self._heredoc_bodies()
-            elif c == "#":  # a comment only where a word would start
-                end = s.find("\n", self.i)
-                self.i = len(s) if end < 0 else end
-            elif c in "<>" and s.startswith("(", self.i + 1):
-                self.tokens.append(self._process_substitution())
-            elif redir := _starts(s, self.i, _REDIRS):
-                self.tokens.append(self._redirect(redir))
-            elif op := _starts(s, self.i, _OPS):
-                self.i += len(op)
-                self.tokens.append(_Tok("op", op))
-            else:
-                self._word()
-        return self.tokens
-
-    def _word(self) -> None:
-        text, quoted, subs = self.word_text()
-        fd_number = not quoted and text.isdigit() and self.i < len(self.src) and self.src[self.i] in "<>"
-        if not fd_number:  # `2>` is a redirection of fd 2, not the word "2"
-            self.tokens.append(_Tok("word", text, subs))
-
-    def word_text(self) -> tuple[str, bool, list[str]]:
-        """(text, whether any of it was quoted, substitutions) of the word at the cursor."""
-        s, quoted = self.src, False
-        buf: list[str] = []
-        subs: list[str] = []
-        while self.i < len(s) and s[self.i] not in _WORD_END:
-            c = s[self.i]
-            if c == "'":
-                buf.append(self._until("'", self.i + 1))
-                quoted = True
-            elif s.startswith("$'", self.i):
-                buf.append(_ansi_c(self._until("'", self.i + 2)))
-                quoted = True
-            elif c == '"':
-                self._double_quoted(buf, subs)
-                quoted = True
-            elif c == "\\":
-                buf.append(s[self.i + 1: self.i + 2].replace("\n", ""))
-                self.i += 2
-            else:
-                self._plain(c, buf, subs)
-        return "".join(buf), quoted, subs
-
-    def _plain(self, c: str, buf: list[str], subs: list[str]) -> None:
-        """One unquoted character, or a whole ``$(...)``, ``${...}`` or backtick expansion."""
-        s = self.src
-        if s.startswith("$(", self.i):
-            start = self.i
-            body = self._balanced(self.i + 2)
-            if not body.startswith("("):  # $((arithmetic)) runs nothing
-                subs.append(body)
-            buf.append(s[start: self.i])
-        elif s.startswith("${", self.i):
-            start = self.i
-            self._until("}", self.i + 2)
-            buf.append(s[start: self.i])
-        elif c == "`":
-            body = self._backtick()
-            subs.append(body)
-            buf.append(f"`{body}`")
-        else:
-            buf.append(c)
-            self.i += 1
-
-    def _double_quoted(self, buf: list[str], subs: list[str]) -> None:
-        s = self.src
-        self.i += 1
-        while self.i < len(s) and s[self.i] != '"':
-            if s[self.i] == "\\" and s[self.i + 1: self.i + 2] in ('"', "\\", "$", "`", "\n"):
-                buf.append(s[self.i + 1].replace("\n", ""))
-                self.i += 2
-            elif s[self.i] in "$`":
-                self._plain(s[self.i], buf, subs)
-            else:
-                buf.append(s[self.i])
-                self.i += 1
-        if self.i >= len(s):
-            raise _ParseError('a " is not closed')
-        self.i += 1
-
-    def _until(self, end: str, start: int) -> str:
-        """Text from ``start`` to the next ``end`` (no escapes); the cursor moves past it."""
-        stop = self.src.find(end, start)
-        if stop < 0:
-            raise _ParseError(f"a {end} is not closed")
-        self.i = stop + 1
-        return self.src[start:stop]
-
-    def _backtick(self) -> str:
-        s = self.src
-        j = self.i + 1
-        while j < len(s) and s[j] != "`":
-            j += 2 if s[j] == "\\" else 1
-        if j >= len(s):
-            raise _ParseError("a ` is not closed")
-        body = s[self.i + 1: j].replace("\\`", "`")
-        self.i = j + 1
-        return body
-
-    def _balanced(self, start: int) -> str:
-        """The text up to the ``)`` that closes the ``(`` just before ``start``."""
-        s, depth, j = self.src, 1, start
-        while j < len(s):
-            c = s[j]
-            if c == "\\":
-                j += 2
-                continue
-            if c in "'\"`":
-                j = _skip_quoted(s, j)
-                continue
-            depth += {"(": 1, ")": -1}.get(c, 0)
-            if depth == 0:
-                self.i = j + 1
-                return s[start:j]
-            j += 1
-        raise _ParseError("a ( is not closed")
-
-    def _process_substitution(self) -> _Tok:
-        start = self.i
-        body = self._balanced(self.i + 2)
-        return _Tok("word", self.src[start: self.i], [body])
-
-    def _redirect(self, op: str) -> _Tok:
-        self.i += len(op)
-        while self.i < len(self.src) and self.src[self.i] in " \t":
-            self.i += 1
-        if self.src.startswith(("<(", ">("), self.i):
-            word = self._process_substitution()
-            return _Tok("redir", op, word.subs, target=word.text)
-        text, quoted, subs = self.word_text()
-        if not text and not quoted:
-            raise _ParseError(f"`{op}` has nothing to redirect to")
-        tok = _Tok("redir", op, subs, target=text)
-        if op == "<<<":
-            tok.body = text
-        elif op in ("<<", "<<-"):
-            self.heredocs.append((tok, op == "<<-", not quoted))
-        return tok
-
-    def _heredoc_bodies(self) -> None:
-        """Read the bodies of the heredocs opened on the line that just ended."""
-        s = self.src
-        for tok, strip_tabs, expands in self.heredocs:
-            lines: list[str] = []
-            while self.i < len(s):
-                end = s.find("\n", self.i)
-                end = len(s) if end < 0 else end
-                line, self.i = s[self.i: end], end + 1
-                if (line.lstrip("\t") if strip_tabs else line) == tok.target:
-                    break
-                lines.append(line)
-            tok.body = "\n".join(lines)
-            if expands:  # an unquoted delimiter: $(...) in the body runs
-                tok.subs.extend(_expansions(tok.body))
-        self.heredocs = []
-
-
-def _starts(s: str, i: int, options: Sequence[str]) -> str:
-    return next((o for o in options if s.startswith(o, i)), "")
-
-
-def _skip_quoted(s: str, j: int) -> int:
-    """Index just past the quoted string (or backtick span) that starts at ``j``."""
-    quote, k = s[j], j + 1
-    while k < len(s) and s[k] != quote:
-        k += 2 if s[k] == "\\" and quote != "'" else 1
-    if k >= len(s):
-        raise _ParseError(f"a {quote} is not closed")
-    return k + 1
-
-
-def _ansi_c(text: str) -> str:
-    """``$'\\x72m'`` is ``rm``: decode the escapes, or keep the text if they are not valid."""
-    try:
-        return codecs.decode(text, "unicode_escape")
-    except UnicodeDecodeError:
-        return text
-
-
-def _expansions(text: str) -> list[str]:
-    """Command substitutions in text that bash expands as if double-quoted (a heredoc body)."""
-    lexer = _Lexer(text)
-    buf: list[str] = []
-    subs: list[str] = []
-    while lexer.i < len(text):
-        if text[lexer.i] == "\\":
-            lexer.i += 2
-        elif text[lexer.i] in "$`":
-            lexer._plain(text[lexer.i], buf, subs)
-        else:
-            lexer.i += 1
-    return subs
-
-
-# -- simple commands and pipelines --------------------------------------------------------------
-
-
-@dataclass
-class _Simple:
-    words: list[_Tok] = field(default_factory=list)
-    redirs: list[_Tok] = field(default_factory=list)
 
 
 _RESERVED = frozenset({"{", "}", "!", "if", "then", "elif", "else", "fi", "do", "done", "while",
                        "until", "[[", "]]"})
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
 _WRITE_REDIRS = frozenset({">", ">>", ">|", "&>", "&>>", "<>", ">&"})
-
-
-def _pipelines(tokens: list[_Tok]) -> list[list[_Simple]]:
-    """Tokens grouped as pipelines of simple commands (``a | b`` is one pipeline of two)."""
-    pipelines: list[list[_Simple]] = [[_Simple()]]
-    for tok in tokens:
-        if tok.kind == "word":
-            pipelines[-1][-1].words.append(tok)
-        elif tok.kind == "redir":
-            pipelines[-1][-1].redirs.append(tok)
-        elif tok.text in ("|", "|&"):
-            pipelines[-1].append(_Simple())
-        else:
-            pipelines.append([_Simple()])
-    return [[cmd for cmd in p if cmd.words or cmd.redirs] for p in pipelines if p]
 
 
 # -- the checks ---------------------------------------------------------------------------------
@@ -493,7 +231,7 @@ class _Checker:
             return "refused: commands nested this deeply cannot be checked; run them one at a time"
         if _FORK_BOMB.search(src):
             return "refused: that is a fork bomb; it would exhaust the sandbox's processes"
-        for pipeline in _pipelines(_Lexer(src).run()):
+        for pipeline in pipelines(Lexer(src).run()):
             fed_from_network = False
             for cmd in pipeline:
                 problem, cwd = self.simple(cmd, cwd, depth, fed_from_network)
@@ -502,7 +240,7 @@ class _Checker:
                 fed_from_network = fed_from_network or self._fetches(cmd, depth)
         return None
 
-    def simple(self, cmd: _Simple, cwd: str | None, depth: int,
+    def simple(self, cmd: SimpleCommand, cwd: str | None, depth: int,
                fed_from_network: bool) -> tuple[str | None, str | None]:
         """(refusal, the cwd after it) for one simple command."""
         for src in [s for tok in cmd.words + cmd.redirs for s in tok.subs]:
@@ -518,7 +256,7 @@ class _Checker:
             return None, _cd(cwd, [a.text for a in args])
         return self.argv(name, args, cmd.redirs, cwd, depth, fed_from_network), cwd
 
-    def argv(self, name: str, args: list[_Tok], redirs: list[_Tok], cwd: str | None, depth: int,
+    def argv(self, name: str, args: list[Token], redirs: list[Token], cwd: str | None, depth: int,
              fed_from_network: bool = False) -> str | None:
         """The refusal for running ``name args``, if any."""
         p, texts = self.policy, [a.text for a in args]
@@ -544,7 +282,7 @@ class _Checker:
 
     # -- names and wrappers
 
-    def _resolve(self, words: list[_Tok]) -> tuple[str, list[_Tok]]:
+    def _resolve(self, words: list[Token]) -> tuple[str, list[Token]]:
         """(command name, its arguments): assignments, reserved words and wrappers skipped."""
         i = 0
         while i < len(words) and (words[i].text in _RESERVED or _ASSIGNMENT.match(words[i].text)):
@@ -580,19 +318,19 @@ class _Checker:
                 return False  # a script file, or code given on the command line
         return name not in self.policy.evaluators
 
-    def _fetches(self, cmd: _Simple, depth: int) -> bool:
+    def _fetches(self, cmd: SimpleCommand, depth: int) -> bool:
         """Whether this command's output can come from the network (``curl``, ``echo $(wget …)``)."""
         name, args = self._resolve(cmd.words)
         return name in self.policy.fetchers or self._network_code(args, cmd.redirs, depth)
 
-    def _network_code(self, args: list[_Tok], redirs: list[_Tok], depth: int) -> bool:
+    def _network_code(self, args: list[Token], redirs: list[Token], depth: int) -> bool:
         """Whether an argument or redirection substitutes a network fetch (``<(curl …)``)."""
         for src in [s for tok in args + redirs for s in tok.subs]:
             if depth > MAX_NESTING:
                 return True
             try:
-                stages = [c for p in _pipelines(_Lexer(src).run()) for c in p]
-            except _ParseError:
+                stages = [c for p in pipelines(Lexer(src).run()) for c in p]
+            except ParseError:
                 return True
             if any(self._fetches(c, depth + 1) for c in stages):
                 return True
@@ -600,7 +338,7 @@ class _Checker:
 
     # -- commands that run other commands
 
-    def _shell(self, args: list[_Tok], redirs: list[_Tok], cwd: str | None, depth: int) -> str | None:
+    def _shell(self, args: list[Token], redirs: list[Token], cwd: str | None, depth: int) -> str | None:
         """``bash -c '…'`` and ``bash <<EOF`` are checked as the scripts they run."""
         texts, i, runs_string = [a.text for a in args], 0, False
         while i < len(texts) and texts[i][:1] in "-+" and texts[i] not in ("-", "--"):
@@ -616,7 +354,7 @@ class _Checker:
                     return self.script(redir.body, cwd, depth + 1)
         return None
 
-    def _find(self, args: list[_Tok], redirs: list[_Tok], cwd: str | None, depth: int) -> str | None:
+    def _find(self, args: list[Token], redirs: list[Token], cwd: str | None, depth: int) -> str | None:
         """``find … -delete`` deletes under its roots; ``-exec cmd {} ;`` runs cmd on them."""
         texts = [a.text for a in args]
         split = next((k for k, t in enumerate(texts) if t[:1] in "-(!"), len(texts))
@@ -633,7 +371,7 @@ class _Checker:
             if texts[k] in ("-exec", "-execdir", "-ok", "-okdir"):
                 end = next((e for e in range(k + 1, len(texts)) if texts[e] in (";", "+")), len(texts))
                 for root in roots:
-                    inner = [_Tok("word", t.replace("{}", _under(root))) for t in texts[k + 1: end]]
+                    inner = [Token("word", t.replace("{}", _under(root))) for t in texts[k + 1: end]]
                     name, rest = self._resolve(inner)
                     if name and (problem := self.argv(name, rest, [], cwd, depth + 1)):
                         return problem
@@ -643,7 +381,7 @@ class _Checker:
 
     # -- writes outside the workspace or into .git
 
-    def _redirect(self, redir: _Tok, cwd: str | None) -> str | None:
+    def _redirect(self, redir: Token, cwd: str | None) -> str | None:
         target = redir.target
         if redir.text not in _WRITE_REDIRS or (redir.text == ">&" and (target.isdigit() or target == "-")):
             return None
