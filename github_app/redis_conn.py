@@ -7,8 +7,10 @@ nightcrew process that uses the same data dir.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -17,6 +19,8 @@ from pathlib import Path
 import redis
 
 from github_app.settings import Settings
+
+MAX_SOCKET_PATH = 107  # bytes of a unix socket path on Linux (sun_path is 108 with the NUL)
 
 
 class RedisUnavailable(Exception):
@@ -44,7 +48,14 @@ class EmbeddedRedis:
 
     @property
     def socket_path(self) -> Path:
-        return self.directory / "redis.sock"
+        """``directory/redis.sock``; when that is too long for a unix socket (108 bytes with the
+        NUL on Linux: a deep TMPDIR or data dir), a short one named by the directory's hash in a
+        private ``/tmp/nightcrew-<uid>``, the same for every process of this data dir."""
+        path = self.directory / "redis.sock"
+        if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+            return path
+        digest = hashlib.sha256(os.fsencode(self.directory.resolve())).hexdigest()[:20]
+        return _private_dir(Path("/tmp") / f"nightcrew-{os.getuid()}") / f"redis-{digest}.sock"
 
     @property
     def pidfile(self) -> Path:
@@ -119,6 +130,19 @@ class EmbeddedRedis:
             time.sleep(0.02)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def _private_dir(path: Path) -> Path:
+    """``path``, created mode 700 if missing; refused unless it is ours and closed to others."""
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = path.lstat()
+    except OSError as exc:
+        raise RedisUnavailable(f"cannot make the socket directory {path}: {exc}") from exc
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise RedisUnavailable(f"{path} is not a private directory of this user; remove it or "
+                               "use a shorter NIGHTCREW_DATA_DIR")
+    return path
 
 
 def _alive(pid: int) -> bool:
