@@ -5,6 +5,7 @@
         guard: iteration limit, budget (worst case of the next call), 80 % → "wrap up"
         reply ← executor(conversation)          # tool calls
         observations ← tools(reply)             # refusals and bad edits are observations
+        tests green? → on_green (a commit); tree changed? → on_change (work in progress)
         finish?  → approval gate → done / needs approval
         same failure N times? → halt and report
         conversation too long? → summarizer writes a handoff; continue in a fresh context
@@ -25,7 +26,7 @@ from runner.approval import Gate
 from runner.budget import BudgetExhausted, RunBudget, worst_case
 from runner.model import Message, ModelClient, ModelReply, ToolCall, ToolSpec, Usage
 from runner.model.script import estimate_tokens
-from runner.tools import Observation, Toolbox, render_input
+from runner.tools import READ_ONLY_TOOLS, Observation, Toolbox, render_input
 
 EXECUTOR_PROMPT = """You are nightcrew, an engineer fixing one GitHub issue in a repository.
 Follow the plan. Work in small steps: read the relevant code, make the smallest correct change
@@ -174,7 +175,7 @@ class Agent:
         budget: RunBudget | None = None, gate: Callable[[], Gate | None] | None = None,
         on_step: Callable[[StepEvent], None] | None = None, plan: bool | Plan = True,
         stop_check: Callable[[], tuple[Literal["cancel", "pause"], str] | None] | None = None,
-        on_green: Callable[[], None] | None = None,
+        on_green: Callable[[], None] | None = None, on_change: Callable[[], None] | None = None,
     ) -> None:
         self.roles = roles if isinstance(roles, Roles) else Roles.single(roles)
         self.tools = tools
@@ -185,6 +186,7 @@ class Agent:
         self.planning = plan
         self.stop_check = stop_check or (lambda: None)
         self.on_green = on_green or (lambda: None)
+        self.on_change = on_change or (lambda: None)
         self.result = AgentResult("iteration_limit", "", 0)
         self._failures: Counter[str] = Counter()
         self._note = ""
@@ -240,6 +242,8 @@ class Agent:
         ran_tests = any(c.name == "run_tests" for c in reply.tool_calls)
         if ran_tests and self.tools.last_tests is not None and self.tools.last_tests.green:
             self.on_green()  # a checkpoint: the work so far passes the tests
+        if any(c.name not in READ_ONLY_TOOLS and c.name != "mark_done" for c in reply.tool_calls):
+            self.on_change()  # the tree may have changed: saved as work in progress if it did
         for _, observation in observations:
             self._check_repeats(observation)
             if observation.finished:

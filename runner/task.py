@@ -6,7 +6,8 @@ pipeline runs in the worker, the demo and the tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ from runner.setup import run_setup
 from runner.test_gate import GateVerdict, judge
 from runner.testrun import TestCommand, TestReport, detect_test_command, run_tests
 from runner.tools import Toolbox
-from runner.workspace import Workspace, Workspaces
+from runner.workspace import Workspace, WorkspaceError, Workspaces
 
 log = logs.get("nightcrew.task")
 
@@ -137,7 +138,8 @@ def run(
     reporter.update(force=True, state="running", detail="Resuming from the last checkpoint…"
                     if checkpoint else "Checking out the repository…")
     try:
-        _run(task, host, models, sandbox_for, config, reporter, outcome, controls, checkpoint)
+        _run(task, host, models, sandbox_for, config, reporter, outcome, controls, checkpoint,
+             fresh=fresh)
     except TaskFailed as exc:
         _finish(reporter, outcome, "failed", str(exc))
     except Retryable as exc:
@@ -155,7 +157,7 @@ def run(
 def _run(
     task: TaskKey, host: GitHost, models: ModelFactory, sandbox_for: SandboxFactory,
     config: TaskConfig, reporter: StatusReporter, outcome: TaskOutcome, controls: TaskControls,
-    checkpoint: Checkpoint | None = None,
+    checkpoint: Checkpoint | None = None, *, fresh: bool = False,
 ) -> None:
     issue = host.issue(task)
     repo = host.repository(task.owner, task.repo)
@@ -167,6 +169,17 @@ def _run(
         base_branch=repo.default_branch,
     ) as workspace:
         reporter.base_sha = workspace.base_sha
+        # Without a checkpoint key no run resumes, so no work in progress is kept either.
+        saver = WorkSaver(task, workspace, host.token, reporter, outcome,
+                          wip=config.checkpoint_key is not None)
+        publishing = checkpoint is not None and checkpoint.state == "publishing"
+        # A run after an earlier one may find its work in progress (an edit not yet tested):
+        # taken up after a crash or a pause, dropped at once by a retry or a fresh start (before
+        # this run's own checkpoint says "running" and a crash of it would take it up after all).
+        wip = saver.fetch(token) if (checkpoint is not None or fresh) and not publishing else None
+        if wip is not None and (checkpoint is None or checkpoint.state not in _WIP_RESUMES):
+            saver.discard()
+            wip = None
         _setup(task, workspace, repo_config, sandbox_for, config, reporter)
         sandbox = sandbox_for(workspace.path)
         command = detect_test_command(workspace.path, repo_config.test)
@@ -176,20 +189,20 @@ def _run(
         before = run_tests(sandbox, command, timeout=config.test_timeout_s)
         outcome.tests_before = before
         reporter.update(force=True, detail="Planning the fix…", tests_before=_counts(before))
-        if checkpoint is not None and checkpoint.state == "publishing":
+        if publishing:
+            assert checkpoint is not None
             # The agent had finished before the crash: publish its work, do not redo it.
             result = AgentResult("finished", checkpoint.summary, 0, plan=_resumed_plan(checkpoint))
         else:
             granted = set(checkpoint.approved) if checkpoint else set()
-
-            def on_green() -> None:
-                # A change that waits for approval is not pushed, not even as a checkpoint.
-                if approval_gate(workspace, repo_config, granted | controls.approved()) is None:
-                    _checkpoint_commit(task, workspace, host.token, reporter, outcome)
-
+            # A change that waits for approval is not pushed, not even as a checkpoint.
+            saver.allowed = lambda: approval_gate(
+                workspace, repo_config, granted | controls.approved()) is None
+            restored = saver.restore(wip) if wip is not None else []
+            saver.start()
             result = run_agent(issue, workspace, sandbox, command, models, config, repo_config,
-                               reporter.update, outcome, memory, controls, on_green=on_green,
-                               resume_from=checkpoint)
+                               reporter.update, outcome, memory, controls, on_green=saver.green,
+                               on_change=saver.step, resume_from=checkpoint, restored=restored)
         if result.outcome in ("cancelled", "paused"):
             controls.clear_stop()
             verb = "resume" if result.outcome == "paused" else "retry"
@@ -208,15 +221,15 @@ def _run(
         outcome.tests_after = after
         reporter.update(tests_after=_counts(after))
         if result.outcome == "paused_budget":
-            _pause_for_budget(task, workspace, host.token, issue, result, reporter, outcome)
+            _pause_for_budget(task, workspace, host.token, issue, result, reporter, outcome, saver)
             return
         _publish(task, host, repo.default_branch, workspace, host.token, issue, result, repo_config,
-                 reporter, outcome)
+                 reporter, outcome, saver)
 
 
 def _pause_for_budget(
     task: TaskKey, workspace: Workspace, token: TokenSource, issue: Issue, result: AgentResult,
-    reporter: StatusReporter, outcome: TaskOutcome,
+    reporter: StatusReporter, outcome: TaskOutcome, saver: WorkSaver,
 ) -> None:
     """Wind down: keep what passes on the task branch, then stop as paused (resumable)."""
     after = outcome.tests_after
@@ -225,7 +238,8 @@ def _pause_for_budget(
         sha = workspace.commit_all(f"WIP #{task.number}: {issue.title} (paused: budget)")
         if sha:
             outcome.commits.append(sha)
-            push_checked(workspace, token)
+            push_checked(workspace, token, delete=saver.superseded())
+            saver.remote_wip = False
             reporter.update(commits=tuple(outcome.commits))
             kept = f" The work so far passes the tests and is on branch `{task.branch}`."
     _finish(reporter, outcome, "paused",
@@ -236,19 +250,136 @@ def _pause_for_budget(
 TokenSource = Callable[[], str | None]  # mints an installation token (they expire after an hour)
 
 
-def push_checked(workspace: Workspace, token: TokenSource) -> None:
+def push_checked(workspace: Workspace, token: TokenSource, *, delete: Sequence[str] = ()) -> None:
     """Push the task branch, unless the change adds something that looks like a secret.
 
     Each push gets a freshly minted token: the one the run started with may have expired (a
     long run, or GitHub revoking it) — the clone's token is never reused for a push.
+    ``delete``: hidden refs (a superseded work in progress) removed in the same push.
     """
+    _scan(workspace)
+    workspace.push(token(), delete=delete)
+
+
+def push_wip_checked(workspace: Workspace, token: TokenSource, ref: str, message: str) -> str:
+    """Push the work tree as a commit on top of the branch head to the hidden ``ref`` (forced),
+    under the same rules as the branch: the secret scan first, a freshly minted token."""
+    _scan(workspace)
+    sha = workspace.wip_commit(message)
+    workspace.push_ref(sha, ref, token())
+    return sha
+
+
+def _scan(workspace: Workspace) -> None:
+    """Refuse to push a change that adds something that looks like a secret."""
     try:
         check_before_push(workspace.diff())
     except SecretsFound as exc:
         raise TaskFailed(str(exc)) from None  # the report names places and kinds, never the secret
     except UnidiffParseError:
         raise TaskFailed("The change could not be scanned for secrets, so nothing was pushed.") from None
-    workspace.push(token())
+
+
+def wip_ref(task: TaskKey) -> str:
+    """The hidden ref holding a task's work in progress (never a branch: not in any PR)."""
+    return f"refs/nightcrew/wip/{task.number}"
+
+
+# A resumed run takes up the work in progress of a run that crashed or was paused, or that
+# waits for an approval; after a failure or a cancel the retry starts from the last green commit.
+_WIP_RESUMES = frozenset({"running", "queued", "paused", "needs_approval"})
+
+
+class WorkSaver:
+    """Every agent step that changed the work is a checkpoint a resumed run finds.
+
+    A step whose tests pass becomes a commit on the task branch and a new signed checkpoint
+    (``green``). Any other step that changed the work tree (``step``) becomes a WIP commit on
+    ``wip_ref``: its parent is the branch head, it is force-pushed, and the branch and the PR
+    never see it. A resumed run fetches it and, when its parent is still the branch head it
+    starts from, restores its tree uncommitted (``restore``), so the next model step sees the
+    edit instead of asking for it again. A green commit supersedes the WIP: the same push
+    deletes it. Nothing is pushed while the change waits for approval (``allowed``).
+    """
+
+    def __init__(self, task: TaskKey, workspace: Workspace, token: TokenSource,
+                 reporter: StatusReporter, outcome: TaskOutcome, *, wip: bool = True) -> None:
+        self.task, self.workspace, self.token = task, workspace, token
+        self.wip = wip  # False: green commits only
+        self.reporter, self.outcome = reporter, outcome
+        self.ref = wip_ref(task)
+        self.allowed: Callable[[], bool] = lambda: True
+        self.saved_tree: str | None = None  # the tree of the last commit or WIP pushed
+        self.remote_wip = False  # whether the remote holds a WIP of this task (as far as known)
+        self.wip_seconds: list[float] = []  # what each WIP save took, from the tree's hash on
+
+    def fetch(self, token: str | None) -> str | None:
+        """The remote's WIP commit of this task, if any; a failed fetch only costs the WIP."""
+        if not self.wip:
+            return None
+        try:
+            sha = self.workspace.fetch_ref(self.ref, token)
+        except WorkspaceError as exc:
+            log.warning("task.wip_fetch_failed", task=str(self.task), error=str(exc)[:300])
+            return None
+        self.remote_wip = sha is not None
+        return sha
+
+    def restore(self, sha: str) -> list[str]:
+        """Take up the WIP ``sha`` if it sits on the branch head; the files it changed."""
+        try:
+            restored = self.workspace.restore(sha)
+        except WorkspaceError as exc:  # a WIP that cannot be restored is a step to do again
+            log.warning("task.wip_restore_failed", task=str(self.task), error=str(exc)[:300])
+            return []
+        if restored is None:  # superseded: the next branch push deletes it
+            log.info("task.wip_stale", task=str(self.task), wip=sha)
+            return []
+        log.info("task.wip_restored", task=str(self.task), wip=sha, files=restored)
+        return restored
+
+    def discard(self) -> None:
+        """Delete the remote WIP now: this run starts from the branch, not from it."""
+        try:
+            self.workspace.delete_ref(self.ref, self.token())
+            self.remote_wip = False
+        except WorkspaceError as exc:  # left behind, the next branch push deletes it
+            log.warning("task.wip_discard_failed", task=str(self.task), error=str(exc)[:300])
+
+    def start(self) -> None:
+        """The agent starts: what the work tree holds now counts as saved."""
+        self.saved_tree = self.workspace.tree() if self.wip else None
+
+    def superseded(self) -> tuple[str, ...]:
+        """Hidden refs the next branch push deletes: the WIP, once a commit holds the work."""
+        return (self.ref,) if self.remote_wip else ()
+
+    def green(self) -> None:
+        """Tests just passed: the work so far becomes a pushed commit and a new checkpoint."""
+        if not self.allowed():
+            return
+        sha = self.workspace.commit_all(f"nightcrew: checkpoint of #{self.task.number} (tests pass)")
+        if sha is None:
+            return  # nothing new since the last checkpoint
+        push_checked(self.workspace, self.token, delete=self.superseded())
+        self.remote_wip = False
+        self.saved_tree = self.workspace.tree() if self.wip else None
+        self.outcome.commits.append(sha)
+        self.reporter.update(force=True, commits=tuple(self.outcome.commits))
+
+    def step(self) -> None:
+        """A step that may have changed the work tree: push it as the WIP if it did."""
+        if not self.wip:
+            return
+        started = time.monotonic()
+        tree = self.workspace.tree()
+        if tree == self.saved_tree or not self.allowed():
+            return
+        push_wip_checked(self.workspace, self.token, self.ref,
+                         f"nightcrew: work in progress on #{self.task.number} (not tested)")
+        self.remote_wip, self.saved_tree = True, tree
+        self.wip_seconds.append(time.monotonic() - started)
+        log.info("task.wip_pushed", task=str(self.task), ms=round(self.wip_seconds[-1] * 1000))
 
 
 # A crash leaves the checkpoint in one of these states; a person's resume/retry may pick up more.
@@ -291,19 +422,6 @@ def _restore(reporter: StatusReporter, outcome: TaskOutcome, checkpoint: Checkpo
                             plan=tuple(status.PlanStep(t, d) for t, d in checkpoint.plan))
 
 
-def _checkpoint_commit(
-    task: TaskKey, workspace: Workspace, token: TokenSource, reporter: StatusReporter,
-    outcome: TaskOutcome,
-) -> None:
-    """Tests just passed: the work so far becomes a pushed commit and a new signed checkpoint."""
-    sha = workspace.commit_all(f"nightcrew: checkpoint of #{task.number} (tests pass)")
-    if sha is None:
-        return  # nothing new since the last checkpoint
-    push_checked(workspace, token)
-    outcome.commits.append(sha)
-    reporter.update(force=True, commits=tuple(outcome.commits))
-
-
 def _failure_record(task: TaskKey, result: AgentResult) -> FailureRecord:
     plan = result.plan.render() if result.plan else ""
     return FailureRecord(task=f"issue #{task.number}", at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -340,6 +458,7 @@ def run_agent(
     models: ModelFactory, config: TaskConfig, repo_config: RepoConfig, progress: Progress,
     outcome: TaskOutcome, memory: FailureLog, controls: TaskControls | None = None,
     on_green: Callable[[], None] | None = None, resume_from: Checkpoint | None = None,
+    on_change: Callable[[], None] | None = None, restored: Sequence[str] = (),
 ) -> AgentResult:
     """Gather the context, then run the loop under the repo's budget, limits and approval gate.
 
@@ -384,9 +503,9 @@ def run_agent(
     agent = Agent(_roles(models, config, repo_config), tools, limits=limits, budget=budget,
                   gate=lambda: approval_gate(workspace, repo_config, approved | controls.approved()),
                   on_step=on_step,
-                  stop_check=controls.stop_requested, on_green=on_green,
+                  stop_check=controls.stop_requested, on_green=on_green, on_change=on_change,
                   plan=_resumed_plan(resume_from) or True)
-    result = agent.run(_brief(issue, context, before, resume_from))
+    result = agent.run(_brief(issue, context, before, resume_from, restored))
     outcome.steps, outcome.tokens, outcome.cost_usd = (
         result.steps, result.usage.total_tokens, result.cost_usd)
     return result
@@ -432,7 +551,7 @@ _CHANGE_STATUS: dict[str, ChangeStatus] = {"A": "added", "M": "modified", "D": "
 
 
 def _brief(issue: Issue, context: ContextPackage, before: TestReport | None,
-           resume_from: Checkpoint | None = None) -> str:
+           resume_from: Checkpoint | None = None, restored: Sequence[str] = ()) -> str:
     """The task as the planner and the executor first see it."""
     lines = [f"Fix issue #{issue.number} of this repository. The issue and the repository "
              "context follow."]
@@ -440,6 +559,11 @@ def _brief(issue: Issue, context: ContextPackage, before: TestReport | None,
         lines.append(f"This task is resumed: the work of an earlier run is already committed on "
                      f"this branch (up to {resume_from.head_sha[:10]}); plan items marked done are "
                      "done. Check the current state of the files before editing.")
+    if restored:
+        shown = ", ".join(f"`{path}`" for path in restored[:20])
+        more = f" and {len(restored) - 20} more" if len(restored) > 20 else ""
+        lines.append(f"Edits an earlier run of this task made but did not test yet are restored in "
+                     f"the working tree (uncommitted): {shown}{more}. Run the tests before going on.")
     if before is not None:
         lines.append(f"The test suite before any change: {_counts(before)}, {before.errors} errors "
                      f"(exit {before.exit_code}).")
@@ -456,6 +580,7 @@ def _plan_view(plan: Plan | None) -> tuple[status.PlanStep, ...]:
 def _publish(
     task: TaskKey, host: GitHost, base: str, workspace: Workspace, token: TokenSource, issue: Issue,
     result: AgentResult, repo_config: RepoConfig, reporter: StatusReporter, outcome: TaskOutcome,
+    saver: WorkSaver,
 ) -> None:
     """The test gate, then commit, scan, push and the pull request (ready, draft or none)."""
     after = outcome.tests_after
@@ -474,7 +599,8 @@ def _publish(
     sha = workspace.commit_all(f"Fix #{task.number}: {issue.title}\n\n{summary}")
     if sha:
         outcome.commits.append(sha)
-    push_checked(workspace, token)
+    push_checked(workspace, token, delete=saver.superseded())  # the branch now holds all work
+    saver.remote_wip = False
     # Pushed: a crash from here on resumes straight into publishing this work.
     reporter.phase, reporter.summary = "publishing", summary
     reporter.update(force=True, commits=tuple(outcome.commits))

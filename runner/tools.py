@@ -19,6 +19,8 @@ from runner.safety import DEFAULT_POLICY, CommandPolicy, check_command
 from runner.sandbox import Sandbox
 from runner.testrun import TestCommand, TestReport, run_tests
 
+# Tools that never change the work tree: a step of only these needs no work-in-progress save.
+READ_ONLY_TOOLS = frozenset({"read_file", "list_files", "search", "finish"})
 MAX_READ_CHARS = 20_000
 MAX_LIST_ENTRIES = 400
 SKIP_DIRS = frozenset({".git", "__pycache__", ".venv", "node_modules", ".mypy_cache", ".tox"})

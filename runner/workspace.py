@@ -269,11 +269,79 @@ class Workspace:
         self._run("commit", "--quiet", "--no-verify", "-m", message)
         return self.head()
 
-    def push(self, token: str | None) -> None:
-        """Push the branch to origin (fast-forward only: someone else's commits are never lost)."""
-        refspec = f"refs/heads/{self.branch}:refs/heads/{self.branch}"
-        self._git.run("push", "--quiet", "--no-verify", "origin", refspec, token=token,
-                      timeout=self._network_timeout)
+    def push(self, token: str | None, *, delete: Sequence[str] = ()) -> None:
+        """Push the branch to origin (fast-forward only: someone else's commits are never lost).
+
+        ``delete``: remote refs to remove in the same push (one round trip), best effort: the
+        push succeeds when the branch landed, whether or not those refs were still there.
+        """
+        branch = f"refs/heads/{self.branch}"
+        if not delete:
+            self._git.run("push", "--quiet", "--no-verify", "origin", f"{branch}:{branch}",
+                          token=token, timeout=self._network_timeout)
+            return
+        result = self._git.run("push", "--porcelain", "--no-verify", "origin", f"{branch}:{branch}",
+                               *(f":{ref}" for ref in delete), token=token,
+                               timeout=self._network_timeout, check=False)
+        if result.returncode != 0 and not _landed(result.stdout, branch):
+            detail = scrub(result.stderr.strip() or result.stdout.strip(), token)
+            raise WorkspaceError(f"git push failed (exit {result.returncode}): {detail}")
+
+    # -- work in progress: a commit on a hidden ref, beside the branch -------------------------
+
+    def tree(self) -> str:
+        """The work tree as the next commit would record it (a tree id); the index is untouched."""
+        with self._snapshot_index() as env:
+            return self._run("write-tree", env=env).stdout.strip()
+
+    def wip_commit(self, message: str) -> str:
+        """A commit of the work tree on top of the branch head, on no branch (the head stays)."""
+        with self._snapshot_index() as env:
+            tree = self._run("write-tree", env=env).stdout.strip()
+        return self._run("commit-tree", tree, "-p", "HEAD", "-m", message).stdout.strip()
+
+    def push_ref(self, sha: str, ref: str, token: str | None) -> None:
+        """Point the remote's ``ref`` (outside refs/heads) at ``sha``, whatever it held before."""
+        if not ref.startswith("refs/") or ref.startswith(("refs/heads/", "refs/tags/")):
+            raise ValueError(f"not a hidden ref: {ref!r}")
+        self._git.run("push", "--quiet", "--no-verify", "--force", "origin", f"{sha}:{ref}",
+                      token=token, timeout=self._network_timeout)
+
+    def fetch_ref(self, ref: str, token: str | None) -> str | None:
+        """Fetch the remote's ``ref`` (objects included); its commit, or None when there is none."""
+        result = self._git.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                               "--no-recurse-submodules", "origin", f"+{ref}:{_FETCHED}",
+                               token=token, timeout=self._network_timeout, check=False)
+        if result.returncode != 0:
+            if "couldn't find remote ref" in result.stderr:
+                return None
+            detail = scrub(result.stderr.strip() or result.stdout.strip(), token)
+            raise WorkspaceError(f"git fetch failed (exit {result.returncode}): {detail}")
+        return _resolve(self._git, _FETCHED)
+
+    def delete_ref(self, ref: str, token: str | None) -> None:
+        """Delete the remote's hidden ``ref`` (one that is already gone is no error)."""
+        if not ref.startswith("refs/") or ref.startswith(("refs/heads/", "refs/tags/")):
+            raise ValueError(f"not a hidden ref: {ref!r}")
+        result = self._git.run("push", "--porcelain", "--no-verify", "origin", f":{ref}",
+                               token=token, timeout=self._network_timeout, check=False)
+        if result.returncode != 0 and not _landed(result.stdout, ref):
+            detail = scrub(result.stderr.strip() or result.stdout.strip(), token)
+            raise WorkspaceError(f"git push failed (exit {result.returncode}): {detail}")
+
+    def restore(self, sha: str) -> list[str] | None:
+        """Make the work tree what commit ``sha`` holds, uncommitted, if ``sha`` sits directly on
+        the branch head (a WIP commit of this branch): the paths that changed. None, and nothing
+        touched, when ``sha`` has another parent (a WIP an older commit superseded)."""
+        parents = self._run("rev-list", "--parents", "-n", "1", sha).stdout.split()
+        if parents[1:] != [self.head()]:
+            return None
+        changed = self._run("diff", "--name-only", "--no-renames", "-z", "HEAD", sha).stdout
+        # Index and work tree to the commit's tree (files it lacks are removed), then the index
+        # back to the head: the head stays, the restored change is uncommitted as it was.
+        self._run("read-tree", "--reset", "-u", sha)
+        self._run("reset", "--quiet")
+        return sorted(name for name in changed.split("\0") if name)
 
     def cleanup(self) -> None:
         """Delete the work tree, git dir and owner record; safe to call twice."""
@@ -296,6 +364,18 @@ class Workspace:
             env = {"GIT_INDEX_FILE": str(index)}
             self._run("add", "--all", env=env)
             yield env
+
+
+_FETCHED = "refs/nightcrew/fetched"  # where fetch_ref puts what it fetched (local only)
+
+
+def _landed(porcelain: str, ref: str) -> bool:
+    """Whether ``git push --porcelain`` output reports ``ref`` updated (or already up to date)."""
+    for line in porcelain.splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 2 and fields[1].endswith(f":{ref}"):
+            return fields[0] != "!"
+    return False
 
 
 class Workspaces:

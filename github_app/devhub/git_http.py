@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import subprocess
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,6 +319,26 @@ def cgi_environment(request: Request, store: GitStore, owner: str, name: str, se
     }
     env.update({key: value for key, value in optional.items() if value})
     return env
+
+
+def pushed_refs(body: bytes, encoding: str | None = None) -> tuple[str, ...]:
+    """The refs a receive-pack request updates: the pkt-line commands before the pack."""
+    if encoding == "gzip":
+        body = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body, 1 << 20)
+    refs, at = [], 0
+    while at + 4 <= len(body):
+        try:
+            size = int(body[at:at + 4], 16)
+        except ValueError:
+            break
+        if size < 4:  # flush (0000) ends the commands; delim/response-end never come here
+            break
+        line = body[at + 4:at + size].split(b"\0", 1)[0].rstrip(b"\n")
+        parts = line.split(b" ")
+        if len(parts) >= 3:
+            refs.append(parts[2].decode(errors="replace"))
+        at += size
+    return tuple(refs)
 
 
 async def serve_git(request: Request, env: dict[str, str],

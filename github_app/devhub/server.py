@@ -41,6 +41,7 @@ from github_app.devhub.git_http import (
     GitStore,
     TreeEntry,
     cgi_environment,
+    pushed_refs,
     serve_git,
     split_git_path,
 )
@@ -230,28 +231,49 @@ class Hold:
     waits until ``release()`` (or ``delay`` seconds, when set), then is carried out and answered
     as usual; with ``release(apply=False)`` it is answered 502 without being carried out, as if
     it never reached GitHub. ``arrived`` is set when the first one comes in; ``held`` counts them.
+
+    ``refs`` (a regex matched in full) narrows a hold to git pushes that update a matching ref
+    (say, the task branch but not a hidden ref pushed beside it); ``when`` to requests that
+    arrive while it returns True (asked as each otherwise matching request comes in, outside
+    the hub's locks, so it may look at the hub).
     """
 
     method: str = "*"
     path: str = ".*"
     count: int | None = 1
     delay: float | None = None
+    refs: str | None = None
+    when: Callable[[], bool] | None = field(default=None, repr=False)
     held: int = field(default=0, init=False)
     arrived: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _released: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _apply: bool = field(default=True, init=False, repr=False)
     _pattern: re.Pattern[str] = field(init=False, repr=False)
+    _refs: re.Pattern[str] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._pattern = re.compile(self.path)
+        self._refs = None if self.refs is None else re.compile(self.refs)
 
-    def take(self, method: str, path: str) -> bool:
-        """Whether this request is held (counted as held if so); call under the hub's lock."""
+    def matches(self, method: str, path: str, refs: tuple[str, ...] | None = None) -> bool:
+        """Whether the request is one this hold is about (``when`` aside, the count aside)."""
         if self.method != "*" and self.method.upper() != method.upper():
             return False
         if self._pattern.fullmatch(path) is None:
             return False
-        if self.count is not None and self.held >= self.count:
+        if self._refs is not None:
+            pattern = self._refs
+            return refs is not None and any(pattern.fullmatch(ref) for ref in refs)
+        return True
+
+    @property
+    def spent(self) -> bool:
+        """Whether it held as many requests as it may."""
+        return self.count is not None and self.held >= self.count
+
+    def take(self, method: str, path: str, refs: tuple[str, ...] | None = None) -> bool:
+        """Whether this request is held (counted as held if so); call under the hub's lock."""
+        if self.spent or not self.matches(method, path, refs):
             return False
         self.held += 1
         self.arrived.set()
@@ -1387,11 +1409,26 @@ class DevHub:
         for held in holds:
             held.release(apply=apply)
 
-    def _wait_hold(self, method: str, path: str) -> bool:
-        """Wait out the hold this request falls under, if any; False: answer without applying."""
+    def _wait_hold(self, method: str, path: str, refs: tuple[str, ...] | None = None) -> bool:
+        """Wait out the hold this request falls under, if any; False: answer without applying.
+
+        ``refs``: the refs a git push updates (None for any other request).
+        """
         with self._record_lock:
-            held = next((h for h in self._holds if h.take(method, path)), None)
-        return True if held is None else held.wait()
+            candidates = [h for h in self._holds if not h.spent and h.matches(method, path, refs)]
+        # `when` may look at the hub (its state lock), so it is asked outside the record lock.
+        for hold in candidates:
+            if hold.when is not None and not hold.when():
+                continue
+            with self._record_lock:
+                if hold.take(method, path, refs):
+                    return hold.wait()
+        return True
+
+    def holds_pushes_by_ref(self) -> bool:
+        """Whether a hold in force needs to know which refs a push updates."""
+        with self._record_lock:
+            return any(h.refs is not None and not h.spent for h in self._holds)
 
     def requests_for(self, operation_id: str) -> list[RecordedRequest]:
         """The recorded requests of one operation, in order (e.g. ``"issues/create-comment"``)."""
@@ -1518,7 +1555,11 @@ async def _git(hub: DevHub, request: Request, owner: str, name: str, service: st
     if user is None:
         return Response("Authentication failed\n", status_code=401,
                         headers={"WWW-Authenticate": 'Basic realm="GitHub"'})
-    if not await run_in_threadpool(hub._wait_hold, request.method, request.url.path):
+    refs = None
+    if service == "git-receive-pack" and request.method == "POST" and hub.holds_pushes_by_ref():
+        # Read whole (only while such a hold is in force): the body is replayed to git after.
+        refs = pushed_refs(await request.body(), request.headers.get("content-encoding"))
+    if not await run_in_threadpool(hub._wait_hold, request.method, request.url.path, refs):
         return Response("held and not applied\n", status_code=502)
     env = cgi_environment(request, hub.git, owner, name, service, user.login)
     writes = service == "git-receive-pack" and request.method == "POST"

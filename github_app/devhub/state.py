@@ -782,7 +782,10 @@ def pull_json(base: str, repo: Repo, issue: Issue) -> JSON:
         "title": issue.title,
         "user": user_json(base, issue.user),
         "body": issue.body,
-        "labels": [label_json(base, repo, repo.labels[name]) for name in issue.labels],
+        # GitHub's description (the pinned one) has a pull's label description as a string,
+        # never null, unlike a label's own: "" for a label without one.
+        "labels": [{**label_json(base, repo, repo.labels[name]),
+                    "description": repo.labels[name].description or ""} for name in issue.labels],
         "milestone": None,
         "active_lock_reason": None,
         "created_at": iso(issue.created_at),

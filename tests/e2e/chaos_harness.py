@@ -235,8 +235,13 @@ class ChaosHarness:
         self.root = root
         self.extra_env = dict(extra_env or {})  # set for every process, after the fast timings
         self.files = dict(files or DEMO_FILES)
-        # Fast: a lapsed heartbeat after 3 s and workers that look every ~2-5 s, so the suite
-        # stays short; one point runs with the production defaults to show those hold too.
+        # Fast: a lapsed heartbeat after 3 s, so the suite stays short; one point runs with the
+        # production defaults to show those hold too. What a resume waits for (measured): the
+        # worker's grace for a job that may not have beaten yet (heartbeat TTL + 10 s after its
+        # dispatch and its start: 13 s here, longer than this whole task), then a maintenance
+        # pass (RQ blocks worker_ttl - 15 s between passes: 5 s, as low as the settings allow;
+        # the 2 s interval only counts after a job), then the new work-horse importing the job
+        # (~1-2 s). The worker's start itself (~1 s) overlaps the grace.
         self.fast = fast
         self.respend = respend
         self.data_dir = root / "worker-data"

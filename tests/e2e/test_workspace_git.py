@@ -552,3 +552,68 @@ def test_excluded_setup_output_never_reaches_a_commit(origin: Path, checkout: Ch
     assert sha is not None
     tree = git("--git-dir", str(ws.git_dir), "ls-tree", "-r", "--name-only", sha)
     assert ".venv/bin/python" not in tree and "weird[name]*" not in tree and "fix.py" in tree
+
+
+WIP = "refs/nightcrew/wip/7"
+
+
+def test_work_in_progress_goes_to_a_hidden_ref_and_comes_back_uncommitted(
+    origin: Path, checkout: Checkout, root: Path,
+) -> None:
+    ws = checkout(origin)
+    head, clean = ws.head(), ws.tree()
+    assert ws.fetch_ref(WIP, None) is None  # nothing saved yet: no error either
+    (ws.path / "README.md").write_text("hello\nworld\n")
+    (ws.path / "new_module.py").write_text("ANSWER = 42\n")
+    (ws.path / "app.py").unlink()
+    edited = ws.tree()
+    assert edited != clean
+
+    sha = ws.wip_commit("wip")
+    ws.push_ref(sha, WIP, None)
+    # Beside the branch, not on it: the head, the index and the remote branches are as they were.
+    assert ws.head() == head and ws.tree() == edited
+    assert "?? new_module.py" in git("-C", str(ws.path), "status", "--porcelain")
+    assert git("--git-dir", str(origin), "rev-parse", f"{sha}^") == head
+    assert BRANCH not in git("--git-dir", str(origin), "branch", "--list")
+    with pytest.raises(ValueError):
+        ws.push_ref(sha, f"refs/heads/{BRANCH}", None)  # never a branch
+
+    resumed = Workspace.checkout(clone_url=str(origin), token=None, root=root, name="resumed",
+                                 branch=BRANCH)
+    fetched = resumed.fetch_ref(WIP, None)
+    assert fetched == sha
+    assert resumed.restore(sha) == ["README.md", "app.py", "new_module.py"]
+    assert resumed.head() == head and resumed.tree() == edited
+    assert (resumed.path / "new_module.py").read_text() == "ANSWER = 42\n"
+    assert not (resumed.path / "app.py").exists()
+    assert git("-C", str(resumed.path), "diff", "--cached", "--name-only") == ""  # uncommitted
+    assert resumed.changed_files() == ["README.md", "app.py", "new_module.py"]
+
+    # Once a commit holds the work, the branch push deletes the WIP in the same round trip.
+    committed = resumed.commit_all("step 1")
+    assert committed is not None
+    resumed.push(None, delete=[WIP])
+    assert git("--git-dir", str(origin), "rev-parse", BRANCH) == committed
+    assert git("--git-dir", str(origin), "for-each-ref", "refs/nightcrew") == ""
+    # A WIP on an older head is stale: not restored, nothing touched.
+    assert resumed.restore(sha) is None and resumed.tree() == edited and resumed.head() == committed
+
+
+def test_deleting_work_in_progress_that_is_gone_is_no_error(origin: Path, checkout: Checkout) -> None:
+    ws = checkout(origin)
+    (ws.path / "fix.py").write_text("x = 1\n")
+    assert ws.commit_all("fix") is not None
+    ws.push(None, delete=[WIP])  # the WIP ref never existed: the branch still lands
+    assert git("--git-dir", str(origin), "rev-parse", BRANCH) == ws.head()
+    ws.delete_ref(WIP, None)
+
+    # Someone else moved the branch: the push is refused (not a fast-forward), WIP or not.
+    main_tree = git("--git-dir", str(origin), "rev-parse", "main^{tree}")
+    theirs = git("--git-dir", str(origin), "commit-tree", "-m", "theirs", "-p", "main", main_tree)
+    git("--git-dir", str(origin), "update-ref", f"refs/heads/{BRANCH}", theirs)
+    (ws.path / "fix.py").write_text("x = 2\n")
+    assert ws.commit_all("fix 2") is not None
+    with pytest.raises(WorkspaceError, match="push failed"):
+        ws.push(None, delete=[WIP])
+    assert git("--git-dir", str(origin), "rev-parse", BRANCH) == theirs
