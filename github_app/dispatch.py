@@ -6,8 +6,9 @@ Called when a task is submitted, when one finishes, and from the workers' mainte
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
-from github_app import logs, status
+from github_app import controls, logs, status
 from github_app.github import GitHubApp
 from github_app.queue import (
     INTAKE_QUEUE,
@@ -47,13 +48,28 @@ def advance(scheduler: TaskScheduler, queue: JobQueue) -> list[Dispatched]:
     return picked
 
 
-def sweep(scheduler: TaskScheduler, queue: JobQueue, *, grace_s: float | None = None) -> list[TaskKey]:
-    """Take slots back from tasks whose job vanished (a killed worker); they wait again."""
+def sweep(
+    scheduler: TaskScheduler, queue: JobQueue, *, grace_s: float | None = None,
+    drop: Callable[[TaskKey], bool] | None = None,
+) -> list[TaskKey]:
+    """Take slots back from tasks whose job vanished (a killed worker); they wait again.
+
+    A task somebody asked to cancel or pause is not run again: ``drop`` (the worker's
+    ``Stopper.drop_lost``) finishes it as stopped. Without ``drop`` such a task keeps its slot
+    until a worker's sweep that has one gets to it. Returns the tasks requeued.
+    """
     lost = scheduler.stale(queue.is_live) if grace_s is None else scheduler.stale(queue.is_live, grace_s)
+    requeued = []
     for task in lost:
+        if drop is not None and drop(task):
+            log.warning("dispatch.dropped_stopped", task=str(task))
+            continue
+        if drop is None and controls.stop_requested(scheduler.connection, task) is not None:
+            continue
         scheduler.requeue(task)
+        requeued.append(task)
         log.warning("dispatch.requeued", task=str(task))
-    return lost
+    return requeued
 
 
 def refresh_positions() -> int:

@@ -22,6 +22,7 @@ from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
 from github_app.routing import COMMANDS
 from github_app.scheduler import TaskScheduler
 from github_app.settings import Settings, SettingsError, load_settings
+from github_app.stopper import stopped_view
 from github_app.tasks import TaskKey
 from github_app.trust import Refusal, check_actor, check_app_permissions
 
@@ -38,7 +39,8 @@ def intake(args: dict[str, Any]) -> str:
     installation = args.get("installation_id") or app.installation_for(task.owner, task.repo)
     queue = RQJobQueue(connect(settings))
     return handle({**args, "installation_id": int(installation)}, app.host(int(installation)),
-                  queue, scheduler_for(settings, queue), checkpoint_key=_key_or_none(settings))
+                  queue, scheduler_for(settings, queue), checkpoint_key=_key_or_none(settings),
+                  stop_grace_s=settings.stop_grace_s)
 
 
 def _key_or_none(settings: Settings) -> bytes | None:
@@ -49,8 +51,13 @@ def _key_or_none(settings: Settings) -> bytes | None:
 
 
 def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, scheduler: TaskScheduler,
-           checkpoint_key: bytes | None = None) -> str:
-    """Apply one routed command; returns what happened, for the job's result."""
+           checkpoint_key: bytes | None = None,
+           stop_grace_s: float = controls.DEFAULT_STOP_GRACE_S) -> str:
+    """Apply one routed command; returns what happened, for the job's result.
+
+    ``stop_grace_s``: how long a running task has to honour a cancel or pause before a worker
+    kills it and finishes it from outside (``github_app.stopper``).
+    """
     task = TaskKey.parse(args["task"])
     kind = str(args["kind"])
     if kind in ("unknown", "help"):
@@ -80,10 +87,14 @@ def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, scheduler: Task
         return "refused"
     host.react(task, "eyes", args.get("comment_id"))
     if kind in STEERING:
-        return steer(task, kind, str(args.get("args") or ""), args, host, queue, scheduler, config)
+        return steer(task, kind, str(args.get("args") or ""), args, host, queue, scheduler, config,
+                     stop_grace_s=stop_grace_s, checkpoint_key=checkpoint_key)
     if scheduler.state(task) or queue.is_live(task.job_id):
         log.info("intake.already_queued", task=str(task))
         return "already-queued"
+    # Nothing runs: a stop request left from an earlier run (it ended before reading it) must not
+    # stop this one at its first step.
+    controls.clear_stop(scheduler.connection, task)
     comment_id = host.create_comment(task, _queued_status(task, checkpoint_key),
                                      key=status.comment_key(task))
     return _enqueue(task, args, comment_id, host, queue, scheduler, config)
@@ -115,12 +126,14 @@ _RESUMABLE = {"paused", "needs_approval", "failed", "cancelled"}
 def steer(
     task: TaskKey, kind: str, text: str, args: dict[str, Any], host: GitHost, queue: JobQueue,
     scheduler: TaskScheduler, config: RepoConfig,
+    *, stop_grace_s: float = controls.DEFAULT_STOP_GRACE_S, checkpoint_key: bytes | None = None,
 ) -> str:
     """``cancel``, ``pause``, ``resume``, ``retry``, ``budget``, ``approve``, ``status``."""
     connection = scheduler.connection
     where = _where(task, host, queue, scheduler)
     if kind in ("cancel", "pause"):
-        return _stop(task, "cancel" if kind == "cancel" else "pause", args, host, scheduler, where)
+        return _stop(task, "cancel" if kind == "cancel" else "pause", args, host, scheduler, where,
+                     grace_s=stop_grace_s, checkpoint_key=checkpoint_key)
     if kind == "status":
         if where == "running":
             controls.request_render(connection, task)
@@ -174,22 +187,31 @@ def _where(task: TaskKey, host: GitHost, queue: JobQueue, scheduler: TaskSchedul
 
 def _stop(
     task: TaskKey, kind: controls.StopKind, args: dict[str, Any], host: GitHost,
-    scheduler: TaskScheduler, where: str,
+    scheduler: TaskScheduler, where: str, *, grace_s: float = controls.DEFAULT_STOP_GRACE_S,
+    checkpoint_key: bytes | None = None,
 ) -> str:
-    """A running task is asked to stop at its next step; a waiting one is taken off the queue."""
+    """A running task is asked to stop at its next step (within ``grace_s``, or a worker stops
+    it from outside); a waiting one is taken off the queue at once."""
     if where == "running":
-        controls.request_stop(scheduler.connection, task, kind, str(args["actor"]))
+        controls.request_stop(scheduler.connection, task, kind, str(args["actor"]), grace_s=grace_s)
         return f"{kind}:requested"
     if where != "queued":
         _reply(host, task, args, f"There is no queued or running nightcrew task on this issue to {kind}.")
         return f"{kind}:nothing"
     record = scheduler.state(task)
-    scheduler.finish(task)
+    if not scheduler.withdraw(task):  # dispatched since we looked: it is running now
+        controls.request_stop(scheduler.connection, task, kind, str(args["actor"]), grace_s=grace_s)
+        return f"{kind}:requested"
     state: status.State = "cancelled" if kind == "cancel" else "paused"
     verb = "Cancelled" if kind == "cancel" else "Paused"
+    go_on = "retry" if kind == "cancel" else "resume"
     comment_id = json.loads(record.get("args") or "{}").get("status_comment")
-    view = status.StatusView(state, str(task), detail=f"{verb} by @{args['actor']} while queued.")
+    detail = f"{verb} by @{args['actor']} while queued. Say `/nightcrew {go_on}` to go on."
     if comment_id:
+        # The signed checkpoint stays, in the final state: a resume continues from it, and the
+        # reconciler does not bring the task back after a lost Redis.
+        body = next((c.body for c in host.list_comments(task) if c.id == int(comment_id)), "")
+        view = stopped_view(task, state, detail, body, checkpoint_key)
         host.update_comment(task, int(comment_id), status.render(view), key=status.comment_key(task))
     _set_state_label(host, task, state)
     return f"{kind}:dequeued"

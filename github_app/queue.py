@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 import redis
 from rq import Queue, Worker
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.command import send_stop_job_command
+from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
@@ -160,3 +161,36 @@ def beating(connection: redis.Redis, job_id: str, *, ttl_s: int = HEARTBEAT_TTL_
             connection.delete(key)
         except redis.RedisError:
             pass
+
+
+def stop_job(connection: redis.Redis, job_id: str) -> None:
+    """RQ's stop-job command to the worker running the job (it kills the work horse at once,
+    without ``finally``); a job still waiting is cancelled instead."""
+    try:
+        send_stop_job_command(connection, job_id)
+    except InvalidJobOperation:  # not executing yet: take it off RQ's queue instead
+        try:
+            Job.fetch(job_id, connection=connection).cancel()
+        except (NoSuchJobError, InvalidJobOperation):
+            pass
+    except NoSuchJobError:
+        pass
+
+
+def job_state(connection: redis.Redis, job_id: str) -> str | None:
+    """RQ's status of the job ("finished", "stopped", "canceled", …), None when it has none."""
+    try:
+        job = Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        return None
+    state = job.get_status(refresh=False)
+    return None if state is None else str(state.value)
+
+
+def job_enqueued_at(connection: redis.Redis, job_id: str) -> str:
+    """When the job was enqueued (ISO), "" when there is no such job: tells one run from the next."""
+    try:
+        job = Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        return ""
+    return job.enqueued_at.isoformat() if job.enqueued_at else ""

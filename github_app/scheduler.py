@@ -79,12 +79,14 @@ end
 return picked
 """
 
-# Give back a slot. ARGV[1] = 'requeue' puts the task back at the head of its queue.
+# Give back a slot. ARGV[1] = 'requeue' puts the task back at the head of its queue;
+# 'withdraw' forgets the task only while it is still waiting (never one being dispatched).
 _RELEASE = """
 local task = KEYS[1]
 local prefix = ARGV[3]
 local state = redis.call('HGET', task, 'state')
 if not state then return 0 end
+if ARGV[1] == 'withdraw' and state ~= 'pending' then return 0 end
 local inst = redis.call('HGET', task, 'installation')
 local repo = redis.call('HGET', task, 'repo')
 redis.call('SREM', KEYS[2], ARGV[2])
@@ -175,6 +177,12 @@ class TaskScheduler:
         """Forget a task that ended (or was cancelled while waiting) and free its slot."""
         return bool(self._release(keys=[_task(task), DISPATCHED, SERVED, RING],
                                   args=["finish", str(task), PREFIX]))
+
+    def withdraw(self, task: TaskKey) -> bool:
+        """Forget a task only if it still waits; False when it was dispatched meanwhile (or is
+        unknown), so a cancel racing the dispatcher never loses a job that is about to run."""
+        return bool(self._release(keys=[_task(task), DISPATCHED, SERVED, RING],
+                                  args=["withdraw", str(task), PREFIX]))
 
     def requeue(self, task: TaskKey) -> bool:
         """Give a dispatched task's slot back and put it first in its installation's queue."""

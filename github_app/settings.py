@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     worker_ttl_s: int = Field(default=40, ge=20, le=3600, validation_alias="NIGHTCREW_WORKER_TTL")
     maintenance_interval_s: int = Field(default=15, ge=1, le=3600,
                                         validation_alias="NIGHTCREW_MAINTENANCE_INTERVAL")
+    # `/nightcrew cancel|pause` on a running task: it stops itself at its next step; one that has
+    # not within this many seconds (a hung command, a long model call) is killed and finished
+    # from outside by a worker's maintenance pass.
+    stop_grace_s: float = Field(default=60.0, ge=1.0, le=24 * 3600.0,
+                                validation_alias="NIGHTCREW_STOP_GRACE_S")
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod

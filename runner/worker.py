@@ -3,19 +3,26 @@ and pumps the webhook inbox into intake jobs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 import redis
 from rq import Queue, Worker
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
 
 from github_app import logs, reconcile
 from github_app.dispatch import advance, scheduler_for, sweep
 from github_app.inbox import DELIVERY_TTL_S, Pump, recover
-from github_app.queue import QUEUES, RQJobQueue
+from github_app.queue import QUEUES, TASK_JOB, RQJobQueue
 from github_app.redis_conn import connect
 from github_app.settings import Settings
+from github_app.stopper import stopper_for
 from runner.workspace import Workspaces
 
 PUMP_WAIT_S = 5.0  # how long one BLMOVE waits; also how soon a stopping pump notices
@@ -53,14 +60,16 @@ class PumpThread(threading.Thread):
 
 
 class NightcrewWorker(Worker):
-    """An RQ worker whose maintenance pass also sweeps and dispatches the fair queue."""
+    """An RQ worker whose maintenance pass also sweeps and dispatches the fair queue, and stops
+    tasks that overstay the grace period of a ``/nightcrew cancel|pause``."""
 
     def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings = settings
         self.jobs = RQJobQueue(self.connection, heartbeat_grace_s=settings.heartbeat_ttl_s + 10.0)
         self.task_scheduler = scheduler_for(settings, self.jobs)
-
+        self.stopper = stopper_for(settings, self.connection, self.task_scheduler, self.jobs,
+                                   name=self.name)
         self.pump_thread: PumpThread | None = None
 
     def register_birth(self) -> None:
@@ -79,14 +88,108 @@ class NightcrewWorker(Worker):
         super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # rq leaves it untyped
         live = [worker.name for worker in Worker.all(connection=self.connection)]
         recover(self.connection, live)  # entries a killed worker's pump had taken
-        # A task dispatched this long ago without a live (beating) job lost its worker.
-        sweep(self.task_scheduler, self.jobs, grace_s=self.settings.heartbeat_ttl_s + 10.0)
+        self._stop_overdue()
+        # A task dispatched this long ago without a live (beating) job lost its worker; one with
+        # a cancel or pause pending ends stopped instead of running again.
+        sweep(self.task_scheduler, self.jobs, grace_s=self.settings.heartbeat_ttl_s + 10.0,
+              drop=self.stopper.drop_lost)
+        # Checkouts of runs that died on this machine (a SIGKILLed worker's, once its horse is
+        # reaped: at start-up it may still have been a zombie that counts as alive).
+        self._sweep_workspaces()
         if reconcile.due(self.connection):  # one worker every 10 min, and at once on a fresh Redis
             try:
                 reconcile.reconcile_from_settings(self.settings)
             except Exception as exc:  # GitHub down: the next pass tries again
                 log.warning("reconcile.failed", error=f"{type(exc).__name__}: {exc}"[:300])
         advance(self.task_scheduler, self.jobs)
+
+
+    def maintain_heartbeats(self, job: Job) -> None:
+        """While a job runs (every ``job_monitoring_interval``): also stop overdue tasks, so a
+        fleet whose every worker is busy still enforces the grace period, its own job's too."""
+        super().maintain_heartbeats(job)
+        try:
+            self.stopper.kill_overdue()
+        except Exception as exc:  # Redis restarting: the next beat tries again
+            log.warning("stopper.failed", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def monitor_work_horse(self, job: Job, queue: Queue) -> None:
+        """After a task's horse was stopped (or died): nothing of its run may outlive it."""
+        super().monitor_work_horse(job, queue)
+        if job.func_name != TASK_JOB:
+            return
+        try:
+            state = job.get_status(refresh=True)
+        except (InvalidJobOperation, NoSuchJobError, redis.RedisError):
+            return
+        if state not in (JobStatus.STOPPED, JobStatus.FAILED):
+            return
+        reaped = reap_run(Workspaces(self.settings.data_dir.resolve()).roots(), job.id)
+        if reaped:
+            log.warning("worker.reaped", job=job.id, pids=reaped)
+        self._sweep_workspaces()  # its checkout's owner is dead now
+        self._stop_overdue()  # a stopped task's final state now, not at the next pass
+
+    def _sweep_workspaces(self) -> None:
+        try:
+            Workspaces(self.settings.data_dir.resolve()).sweep()
+        except OSError as exc:
+            log.warning("workspaces.sweep_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def _stop_overdue(self) -> None:
+        try:
+            self.stopper.tick()
+        except Exception as exc:  # Redis or GitHub down: the next pass tries again
+            log.warning("stopper.failed", error=f"{type(exc).__name__}: {exc}"[:300])
+
+
+# -- what a killed run may leave behind ------------------------------------------------------------
+
+
+def reap_run(roots: tuple[Path, ...], name: str, *, rounds: int = 5) -> list[int]:
+    """SIGKILL every process of this machine that names the run's checkout (``root/name``, its git
+    dir ``root/name.git``) in its argv or environment, or works in it; returns their pids.
+
+    The sandbox dies with the horse (bwrap ``--die-with-parent`` tears its pid namespace down);
+    what is left are git and helper processes in their own sessions, which the horse's process
+    group kill did not reach. Repeated a few times: a process may fork while we look.
+    """
+    paths = [str(root / name) for root in roots]
+    pattern = re.compile(b"(?:" + b"|".join(re.escape(p.encode()) for p in paths)
+                         + rb")(?:\.git)?(?=[/\0=:\s]|$)")
+    me = os.getpid()
+    killed: list[int] = []
+    for _ in range(rounds):
+        found = [pid for pid in _pids() if pid != me and pid not in killed
+                 and _names_run(pid, pattern, paths)]
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        killed += found
+    return killed
+
+
+def _pids() -> list[int]:
+    try:
+        return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    except OSError:
+        return []
+
+
+def _names_run(pid: int, pattern: re.Pattern[bytes], paths: list[str]) -> bool:
+    for part in ("cmdline", "environ"):
+        try:
+            if pattern.search(Path(f"/proc/{pid}/{part}").read_bytes()):
+                return True
+        except OSError:
+            pass
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    return any(cwd == p or cwd.startswith(p + "/") for p in paths)
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
@@ -96,7 +199,9 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     queues = [Queue(name, connection=connection) for name in QUEUES]
     worker = NightcrewWorker(queues, connection=connection, settings=settings,
                              worker_ttl=settings.worker_ttl_s,
-                             maintenance_interval=settings.maintenance_interval_s)
+                             maintenance_interval=settings.maintenance_interval_s,
+                             # a busy worker looks at stop deadlines this often (maintain_heartbeats)
+                             job_monitoring_interval=min(settings.maintenance_interval_s, 30))
     if burst:  # work what has arrived: the inbox too, which no pump thread may reach in time
         Pump(connection, worker.jobs, owner=worker.name, keep_s=DELIVERY_TTL_S).drain()
     return bool(worker.work(burst=burst, logging_level="WARNING", with_scheduler=False))

@@ -40,3 +40,22 @@ def test_a_redis_that_is_restarting_means_nothing_asked_not_a_failed_task(tmp_pa
     assert read.take_budget() == 0.0
     assert read.approved() == set()
     read.clear_stop()  # no exception: the task goes on
+
+
+def test_a_stop_request_has_a_deadline_a_repeat_never_moves(connection: redis.Redis) -> None:
+    other = TaskKey("octo", "calc", 4)
+    first = controls.request_stop(connection, TASK, "pause", "alice", grace_s=60, now=1000.0)
+    assert first == 1060.0 == controls.stop_deadline(connection, TASK)
+    # A second request (now a cancel) replaces the kind and actor, not the deadline.
+    assert controls.request_stop(connection, TASK, "cancel", "bob", grace_s=60, now=1050.0) == 1060.0
+    assert controls.stop_requested(connection, TASK) == controls.StopRequest("cancel", "bob")
+    controls.request_stop(connection, other, "cancel", "bob", grace_s=5, now=1000.0)
+    assert controls.overdue_stops(connection, now=1004.0) == []
+    assert controls.overdue_stops(connection, now=1005.0) == [other]
+    assert controls.overdue_stops(connection, now=1060.0) == [other, TASK]  # earliest first
+    controls.clear_stop(connection, TASK)  # honoured: the request and its deadline go together
+    assert controls.stop_requested(connection, TASK) is None
+    assert controls.stop_deadline(connection, TASK) is None
+    assert controls.overdue_stops(connection, now=9999.0) == [other]
+    # Cleared and asked again: a new grace period from the new request.
+    assert controls.request_stop(connection, TASK, "cancel", "bob", grace_s=60, now=2000.0) == 2060.0

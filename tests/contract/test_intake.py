@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 import redis
 
 from github_app import controls
+from github_app.checkpoint import checkpoint_key, read_block
 from github_app.intake import handle
 from github_app.label_cache import trigger_label_for
 from github_app.queue import POSITIONS_JOB, TASK_JOB, TASK_QUEUE
@@ -206,3 +208,42 @@ def test_review_and_revision_events_are_deferred_without_noise(scheduler: TaskSc
     for kind in ("review", "revise"):
         assert handle(args(kind=kind), host, queue, scheduler) == f"deferred:{kind}"
     assert host.comments == {} and queue.jobs == []
+
+
+def test_a_cancel_gives_the_running_task_the_configured_grace_period(
+    scheduler: TaskScheduler, connection: redis.Redis,
+) -> None:
+    host, queue = FakeHost("write"), FakeQueue()
+    handle(args(), host, queue, scheduler)  # dispatched: running as far as intake can tell
+    before = time.time()
+    assert handle(args(kind="pause", actor="bob"), host, queue, scheduler,
+                  stop_grace_s=7) == "pause:requested"
+    deadline = controls.stop_deadline(connection, TASK)
+    assert deadline is not None and before + 7 <= deadline <= time.time() + 7
+
+
+def test_a_new_start_forgets_a_stop_request_its_earlier_run_never_read(
+    scheduler: TaskScheduler, connection: redis.Redis,
+) -> None:
+    controls.request_stop(connection, TASK, "cancel", "bob")  # asked as the last run was ending
+    host, queue = FakeHost("write"), FakeQueue()
+    assert handle(args(), host, queue, scheduler) == "queued"
+    assert controls.stop_requested(connection, TASK) is None  # would stop the run at its first step
+    assert controls.stop_deadline(connection, TASK) is None
+
+
+def test_cancel_while_queued_keeps_the_signed_checkpoint_in_the_final_state(
+    scheduler: TaskScheduler,
+) -> None:
+    key = checkpoint_key("intake-test-secret-not-real")
+    host, queue = FakeHost("write"), FakeQueue()
+    handle(args(), host, queue, scheduler, checkpoint_key=key)  # #3 takes the one slot
+    other = TaskKey.parse("octo/hello#4")
+    handle(args(task=str(other)), host, queue, scheduler, checkpoint_key=key)
+    assert handle(args(task=str(other), kind="cancel", actor="bob"), host, queue, scheduler,
+                  checkpoint_key=key) == "cancel:dequeued"
+    [body] = [b for b in host.comments.values() if "Cancelled by @bob while queued" in b]
+    assert "`/nightcrew retry`" in body
+    read = read_block(body, key, task=str(other))
+    assert read.checkpoint is not None and read.checkpoint.state == "cancelled"
+    assert scheduler.state(other) == {}

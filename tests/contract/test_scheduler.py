@@ -7,9 +7,12 @@ from pathlib import Path
 
 import redis
 
+from github_app import controls
+from github_app.dispatch import sweep
 from github_app.redis_conn import EmbeddedRedis
 from github_app.scheduler import Caps, TaskScheduler
 from github_app.tasks import TaskKey
+from tests.unit.fakes import FakeQueue
 
 A, B, C = 1, 2, 3  # installations
 
@@ -155,3 +158,32 @@ def test_a_queued_task_survives_a_redis_restart(tmp_path: Path) -> None:
         assert dispatched_keys(s) == [waiting]
     finally:
         server.stop()
+
+
+def test_withdraw_takes_only_a_waiting_task_never_one_being_dispatched(connection: redis.Redis) -> None:
+    s = TaskScheduler(connection, Caps(slots=1))
+    running, waiting = submit(s, A, "a/r", 1, 2)
+    assert dispatched_keys(s) == [running]
+    assert not s.withdraw(running)  # dispatched: a cancel must become a stop request instead
+    assert s.state(running)["state"] == "dispatched"
+    assert s.withdraw(waiting) and s.state(waiting) == {} and s.positions() == {}
+    assert not s.withdraw(waiting)  # gone already
+
+
+def test_the_sweep_does_not_run_again_a_lost_task_someone_asked_to_stop(connection: redis.Redis) -> None:
+    s = TaskScheduler(connection, Caps(slots=2))
+    stopped, lost = submit(s, A, "a/r", 1, 2)
+    assert dispatched_keys(s) == [stopped, lost]
+    controls.request_stop(connection, stopped, "cancel", "bob")
+    # Neither job is live (their worker died). Without a stopper to finish it, the one with the
+    # cancel keeps its slot rather than run again; the other waits again, first in line.
+    assert sweep(s, FakeQueue(), grace_s=0) == [lost]
+    assert s.state(stopped)["state"] == "dispatched" and s.state(lost)["state"] == "pending"
+    dropped: list[TaskKey] = []
+
+    def drop(task: TaskKey) -> bool:  # the worker's Stopper.drop_lost: finishes it as stopped
+        dropped.append(task)
+        return task == stopped
+
+    assert sweep(s, FakeQueue(), grace_s=0, drop=drop) == []  # `lost` was requeued already
+    assert dropped == [stopped]
