@@ -46,6 +46,8 @@ def serve(
 @app.command()
 def worker(
     burst: Annotated[bool, typer.Option(help="Exit when the queues are empty.")] = False,
+    intake_only: Annotated[bool, typer.Option(
+        help="Work the intake queue alone (a worker for tasks starts one of these beside it).")] = False,
 ) -> None:
     """Run a worker on the nightcrew queues (intake first, then tasks)."""
     from runner.worker import run_worker
@@ -53,7 +55,7 @@ def worker(
     logs.configure(json=True)
     settings = load_settings()
     settings.require_app()
-    run_worker(settings, burst=burst)
+    run_worker(settings, burst=burst, intake_only=intake_only)
 
 
 @app.command()

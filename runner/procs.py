@@ -56,6 +56,23 @@ class ManagedProcess:
         self._log.close()
 
 
+def start_helper(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """A helper process of this one, in its session and process group (a terminal's Ctrl-C, or a
+    signal to the group, reaches both) and writing to the same stdout and stderr."""
+    return subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL)
+
+
+def stop_helper(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """TERM the helper, KILL it if it is still there after ``grace_s``, and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace_s)
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pgid, sig)

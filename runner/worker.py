@@ -1,5 +1,11 @@
 """The worker entry point: an RQ worker on the nightcrew queues that also moves the scheduler
-and pumps the webhook inbox into intake jobs."""
+and pumps the webhook inbox into intake jobs.
+
+Each ``nightcrew worker`` also runs a helper worker on the intake queue alone
+(``--intake-only``): a task holds its worker for many minutes, and a ``/nightcrew cancel`` (or any
+new issue) must not wait behind it, even in a fleet of one busy worker. The helper counts for no
+task slot, stops with its parent, and runs the same maintenance pass.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import os
 import re
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +26,16 @@ from rq.job import Job, JobStatus
 from github_app import logs, reconcile
 from github_app.dispatch import advance, scheduler_for, sweep
 from github_app.inbox import DELIVERY_TTL_S, Pump, recover
-from github_app.queue import QUEUES, TASK_JOB, RQJobQueue
+from github_app.queue import INTAKE_QUEUE, QUEUES, TASK_JOB, RQJobQueue
 from github_app.redis_conn import connect
 from github_app.settings import Settings
 from github_app.stopper import stopper_for
+from runner import jobs as _jobs  # noqa: F401  # loaded before forking: horses start beating at once
+from runner.procs import nightcrew_command, start_helper, stop_helper
 from runner.workspace import Workspaces
 
+PARENT_PID_ENV = "NIGHTCREW_WORKER_PARENT"  # set for the intake helper: it stops with that process
+START_MARGIN_S = 3.0
 PUMP_WAIT_S = 5.0  # how long one BLMOVE waits; also how soon a stopping pump notices
 log = logs.get("nightcrew.worker")
 
@@ -66,11 +77,19 @@ class NightcrewWorker(Worker):
     def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings = settings
-        self.jobs = RQJobQueue(self.connection, heartbeat_grace_s=settings.heartbeat_ttl_s + 10.0)
+        # A started task job beats within moments (its modules are loaded before the fork); one
+        # that has not beaten within the TTL and this margin lost its worker.
+        self.jobs = RQJobQueue(self.connection, heartbeat_grace_s=settings.heartbeat_ttl_s + START_MARGIN_S)
         self.task_scheduler = scheduler_for(settings, self.jobs)
         self.stopper = stopper_for(settings, self.connection, self.task_scheduler, self.jobs,
                                    name=self.name)
         self.pump_thread: PumpThread | None = None
+
+    @property
+    def dequeue_timeout(self) -> int:
+        """How long an idle worker blocks for a job: RQ's ``worker_ttl - 15``, but no longer than
+        the maintenance interval, since the maintenance pass runs only between waits."""
+        return max(1, min(self.worker_ttl - 15, self.maintenance_interval))
 
     def register_birth(self) -> None:
         """Registered (so other workers see this one live): now the pump may take entries."""
@@ -91,7 +110,7 @@ class NightcrewWorker(Worker):
         self._stop_overdue()
         # A task dispatched this long ago without a live (beating) job lost its worker; one with
         # a cancel or pause pending ends stopped instead of running again.
-        sweep(self.task_scheduler, self.jobs, grace_s=self.settings.heartbeat_ttl_s + 10.0,
+        sweep(self.task_scheduler, self.jobs, grace_s=self.settings.heartbeat_ttl_s + START_MARGIN_S,
               drop=self.stopper.drop_lost)
         # Checkouts of runs that died on this machine (a SIGKILLed worker's, once its horse is
         # reaped: at start-up it may still have been a zombie that counts as alive).
@@ -192,11 +211,13 @@ def _names_run(pid: int, pattern: re.Pattern[bytes], paths: list[str]) -> bool:
     return any(cwd == p or cwd.startswith(p + "/") for p in paths)
 
 
-def run_worker(settings: Settings, *, burst: bool = False) -> bool:
-    """Work the intake queue first, then tasks; returns when stopped (or empty, in burst)."""
-    Workspaces(settings.data_dir.resolve()).sweep()  # leftovers of a killed worker
+def run_worker(settings: Settings, *, burst: bool = False, intake_only: bool = False) -> bool:
+    """Work the intake queue first, then tasks (``intake_only``: intake alone); returns when
+    stopped (or empty, in burst). A worker for tasks runs an intake helper beside it."""
+    if not intake_only:
+        Workspaces(settings.data_dir.resolve()).sweep()  # leftovers of a killed worker
     connection = connect(settings)
-    queues = [Queue(name, connection=connection) for name in QUEUES]
+    queues = [Queue(name, connection=connection) for name in ((INTAKE_QUEUE,) if intake_only else QUEUES)]
     worker = NightcrewWorker(queues, connection=connection, settings=settings,
                              worker_ttl=settings.worker_ttl_s,
                              maintenance_interval=settings.maintenance_interval_s,
@@ -204,4 +225,28 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
                              job_monitoring_interval=min(settings.maintenance_interval_s, 30))
     if burst:  # work what has arrived: the inbox too, which no pump thread may reach in time
         Pump(connection, worker.jobs, owner=worker.name, keep_s=DELIVERY_TTL_S).drain()
-    return bool(worker.work(burst=burst, logging_level="WARNING", with_scheduler=False))
+        return bool(worker.work(burst=True, logging_level="WARNING", with_scheduler=False))
+    if intake_only:
+        _stop_with_parent()
+        return bool(worker.work(logging_level="WARNING", with_scheduler=False))
+    helper = start_helper(nightcrew_command("worker", "--intake-only"),
+                          {**os.environ, PARENT_PID_ENV: str(os.getpid())})
+    try:
+        return bool(worker.work(logging_level="WARNING", with_scheduler=False))
+    finally:
+        stop_helper(helper)
+
+
+def _stop_with_parent() -> None:
+    """An intake helper asks itself to stop (RQ's warm shutdown) once its parent worker is gone:
+    a SIGKILLed parent cannot stop it."""
+    parent = os.environ.get(PARENT_PID_ENV)
+    if not parent or not parent.isdigit():
+        return  # run on its own (a dedicated intake worker): nothing to follow
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -3,9 +3,9 @@ clean, clearly reported state — whether it stopped itself at a step boundary, 
 queue, or overstayed the grace period and was killed and finished from outside.
 
 The whole system runs as processes (``ChaosHarness``: embedded Redis, the GitHub stand-in, the
-Messages server, the web app, two workers with ``NIGHTCREW_MAX_RUNNING=1``, so one runs the task
-while the other takes the cancel's intake job). The cancel is a comment on the issue, delivered as
-a signed webhook through the web app, as a person's would be. Phases (one repository each, so
+Messages server, the web app, ONE worker: while it runs the task, the cancel's intake job goes
+to the intake helper every ``nightcrew worker`` runs beside it). The cancel is a comment on the
+issue, delivered as a signed webhook through the web app, as a person's would be. Phases (one repository each, so
 each has its own setup and test command; one harness for all, to keep the wall time small):
 
 - ``queued``: a second task waits behind the first (one slot); it is dequeued at once.
@@ -258,17 +258,23 @@ class Cancels:
 
     def kill_busy_worker(self) -> None:
         """SIGKILL the worker running the task (its horse and sandbox too); start another."""
-        busy = [w for w in self.h.workers if w.proc.poll() is None and len(_tree(w.proc.pid)) > 1]
+        busy = [w for w in self.h.workers if w.proc.poll() is None and _horses(w.proc.pid)]
         assert len(busy) == 1, f"{len(busy)} busy workers"
-        # Not the harness's kill_worker: that also kills every other worker of the run, and the
-        # idle one must live on to take the cancel's intake job.
+        # Not the harness's kill_worker: that also kills every other worker of the run.
         _kill_all(_tree(busy[0].proc.pid))
         busy[0].proc.wait(5)
         self.h.start_worker()
 
     def idle_workers(self) -> bool:
         """No worker has a work-horse (or anything else) under it."""
-        return all(len(_tree(w.proc.pid)) <= 1 for w in self.h.workers)
+        return not any(_horses(w.proc.pid) for w in self.h.workers)
+
+
+def _horses(worker: int) -> list[int]:
+    """What runs under a worker besides its intake helper (and the helper's own children)."""
+    helpers = [pid for pid in _tree(worker)[1:] if "--intake-only" in _cmdline(pid)]
+    theirs = {pid for helper in helpers for pid in _tree(helper)}
+    return [pid for pid in _tree(worker)[1:] if pid not in theirs]
 
 
 def _text(value: Any) -> str:
@@ -285,7 +291,6 @@ def test_cancel_at_each_phase_leaves_a_clean_state_and_a_clear_final_status(tmp_
     env = {"NIGHTCREW_STOP_GRACE_S": str(GRACE_S), "NIGHTCREW_MAX_RUNNING": "1"}
     counts: list[Count] = []
     with ChaosHarness(tmp_path, extra_env=env) as h:
-        h.start_worker()  # one runs the task, the other takes the cancel's intake job
         c = Cancels(h)
         repos = {
             "setup": c.repo("cancel-setup", setup=[f"sleep {SETUP_SLEEP}"]),

@@ -1,0 +1,75 @@
+"""Every ``nightcrew worker`` runs an intake-only helper beside it: it takes no task slot, and it
+stops with its parent even when the parent is SIGKILLed. Real processes and a real Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from github_app.queue import INTAKE_QUEUE, TASK_QUEUE, RQJobQueue
+from github_app.redis_conn import EmbeddedRedis
+from runner.demo import _child_env
+from runner.procs import ManagedProcess, nightcrew_command
+
+pytestmark = pytest.mark.e2e
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return state[state.rfind(")") + 2] in "ZX"
+
+
+def _until(what: str, check: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def test_the_intake_helper_takes_no_slot_and_dies_with_its_sigkilled_worker(
+    tmp_path: Path, app_private_key: str,
+) -> None:
+    server = EmbeddedRedis(tmp_path / "redis")
+    url = server.ensure_started()
+    key = tmp_path / "app.pem"
+    key.write_text(app_private_key)
+    env = _child_env(tmp_path, url, "http://127.0.0.1:9", key, "not-a-secret", "http://127.0.0.1:9")
+    worker = ManagedProcess("worker", nightcrew_command("worker"), env, tmp_path / "worker.log")
+    client = redis.Redis.from_url(url)
+    queue = RQJobQueue(client)
+    try:
+        _until("the worker and its helper to register",
+               lambda: queue.worker_count(INTAKE_QUEUE) == 2, timeout=60)
+        assert queue.worker_count(TASK_QUEUE) == 1  # the helper is no task slot
+        [helper] = [pid for pid in _children(worker.proc.pid)
+                    if b"--intake-only" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        os.kill(worker.proc.pid, signal.SIGKILL)  # the parent alone: nothing stops the helper
+        worker.proc.wait(5)
+        _until("the helper to stop by itself", lambda: _gone(helper), timeout=20)
+    finally:
+        worker.stop()
+        client.close()
+        server.stop()
