@@ -104,6 +104,12 @@ class NightcrewWorker(Worker):
         super().register_death()  # type: ignore[no-untyped-call]
 
     def run_maintenance_tasks(self) -> None:
+        try:
+            self._maintain()
+        except redis.ConnectionError as exc:  # Redis restarting: RQ would quit; the next pass tries again
+            log.warning("worker.maintenance_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def _maintain(self) -> None:
         super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # rq leaves it untyped
         live = [worker.name for worker in Worker.all(connection=self.connection)]
         recover(self.connection, live)  # entries a killed worker's pump had taken
@@ -122,11 +128,30 @@ class NightcrewWorker(Worker):
                 log.warning("reconcile.failed", error=f"{type(exc).__name__}: {exc}"[:300])
         advance(self.task_scheduler, self.jobs)
 
+    # RQ quits its work loop on any exception; while a horse runs, the parent's Redis writes
+    # (working time, heartbeats) would make a Redis restart end the worker mid-task. They are
+    # bookkeeping: a missed one is written again at the next beat.
+
+    def set_current_job_working_time(self, current_job_working_time: float,
+                                     pipeline: Any = None) -> None:
+        try:
+            super().set_current_job_working_time(current_job_working_time, pipeline)
+        except redis.ConnectionError as exc:
+            log.warning("worker.beat_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        try:
+            super().heartbeat(timeout, pipeline)
+        except redis.ConnectionError as exc:
+            log.warning("worker.beat_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
     def maintain_heartbeats(self, job: Job) -> None:
         """While a job runs (every ``job_monitoring_interval``): also stop overdue tasks, so a
         fleet whose every worker is busy still enforces the grace period, its own job's too."""
-        super().maintain_heartbeats(job)
+        try:
+            super().maintain_heartbeats(job)
+        except redis.ConnectionError as exc:
+            log.warning("worker.beat_failed", error=f"{type(exc).__name__}: {exc}"[:300])
         try:
             self.stopper.kill_overdue()
         except Exception as exc:  # Redis restarting: the next beat tries again

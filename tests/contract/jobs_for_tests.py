@@ -26,3 +26,13 @@ def beat_and_hang(args: dict[str, Any]) -> None:
     with beating(job.connection, job.id, ttl_s=2, every_s=0.3):
         job.connection.rpush("test:runs", args["n"])
         time.sleep(60)
+
+
+def sleep_then_record(args: dict[str, Any]) -> None:
+    """Sleep (Redis may restart meanwhile), then record that the job got to its end."""
+    import time
+
+    time.sleep(args["sleep_s"])
+    job = get_current_job()
+    assert job is not None
+    job.connection.rpush("test:runs", args["n"])

@@ -1,0 +1,56 @@
+"""A Redis restart while a worker runs a task must not end the worker: RQ quits its work loop on
+any exception, and the parent's bookkeeping writes (working time, heartbeats, maintenance) hit
+the restart every few seconds. Real ``nightcrew worker`` process, real Redis restarted."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Queue
+
+from github_app.queue import TASK_QUEUE
+from github_app.redis_conn import EmbeddedRedis
+from runner.demo import _child_env
+from runner.procs import ManagedProcess, nightcrew_command
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_busy_worker_lives_through_a_redis_restart_and_finishes_its_job(
+    tmp_path: Path, app_private_key: str,
+) -> None:
+    server = EmbeddedRedis(tmp_path / "redis")
+    url = server.ensure_started()
+    key = tmp_path / "app.pem"
+    key.write_text(app_private_key)
+    env = {**_child_env(tmp_path, url, "http://127.0.0.1:9", key, "not-a-secret", "http://127.0.0.1:9"),
+           "NIGHTCREW_MAINTENANCE_INTERVAL": "1", "PYTHONPATH": str(ROOT)}  # beats every second
+    client = redis.Redis.from_url(url)
+    Queue(TASK_QUEUE, connection=client).enqueue(
+        "tests.contract.jobs_for_tests.sleep_then_record", {"n": 1, "sleep_s": 8}, job_timeout=60)
+    worker = ManagedProcess("worker", nightcrew_command("worker"), env, tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 30
+        while Queue(TASK_QUEUE, connection=client).count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # the horse runs; the parent beats
+        client.close()
+        server.stop()
+        time.sleep(3.0)  # several failed beats
+        server.ensure_started()
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 30
+        while client.lrange("test:runs", 0, -1) != [b"1"] and time.monotonic() < deadline:
+            worker.check_alive()
+            time.sleep(0.2)
+        assert client.lrange("test:runs", 0, -1) == [b"1"], worker.tail(40)
+        time.sleep(1.5)  # past the job: the worker's own loop goes on
+        worker.check_alive()
+    finally:
+        worker.stop()
+        client.close()
+        server.stop()
