@@ -190,7 +190,9 @@ class Pump:
         else:
             raw = self._connection.lmove(INBOX_KEY, self._mine, "LEFT", "RIGHT")
         if raw is None:
-            return False
+            # Idle: settle anything of ours an earlier failure left half-moved (it would else
+            # wait for this worker's death and ``recover``).
+            return self.resume() > 0
         with self._guard():
             self._settle(raw)
         return True

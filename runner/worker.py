@@ -68,6 +68,9 @@ class PumpThread(threading.Thread):
             except redis.RedisError as exc:  # Redis restarting: wait, then carry on
                 log.warning("inbox.pump_error", error=exc.__class__.__name__)
                 self.stopping.wait(1.0)
+            except Exception as exc:  # a bug must not end the pump: the entry stays ours, retried
+                log.error("inbox.pump_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                self.stopping.wait(1.0)
 
 
 class NightcrewWorker(Worker):

@@ -167,3 +167,17 @@ def test_blocking_pump_waits_for_the_next_entry(connection: redis.Redis) -> None
     Inbox(connection, keep_s=KEEP_S).accept(entry(3))
     assert pump.pump_one(block_s=1.0) is True
     assert Queue(INTAKE_QUEUE, connection=connection).get_job_ids() == ["delivery-3"]
+
+
+def test_an_idle_running_pump_settles_an_entry_a_failure_left_in_its_own_list(
+    connection: redis.Redis,
+) -> None:
+    pump = Pump(connection, RQJobQueue(connection), owner="busy-worker", keep_s=KEEP_S)
+    Inbox(connection, keep_s=KEEP_S).accept(entry(4))
+    # Taken, then the enqueue failed (a Redis blip): the entry stays in the live pump's list.
+    connection.lmove(INBOX_KEY, PUMPING_PREFIX + "busy-worker", "LEFT", "RIGHT")
+    assert recover(connection, live_owners=["busy-worker"]) == 0  # alive: not recovered
+    assert pump.pump_one(block_s=0.1) is True  # the inbox is empty: its own entry goes first
+    assert Queue(INTAKE_QUEUE, connection=connection).get_job_ids() == ["delivery-4"]
+    assert connection.llen(PUMPING_PREFIX + "busy-worker") == 0
+    assert pump.pump_one(block_s=0.1) is False
