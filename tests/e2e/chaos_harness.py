@@ -481,23 +481,20 @@ class ChaosHarness:
         return self.branch_commits(self.task)
 
     def branch_commits(self, task: TaskKey) -> tuple[list[str], int]:
-        """``task``'s branch commits past main as "tree subject", and how many repeat."""
-        branches = self.hub.branches(OWNER, REPO)
-        if task.branch not in branches:
+        """``task``'s branch commits past main as "tree subject", and how many repeat (an
+        empty commit, or the same (tree, subject) twice); any repository of the stand-in."""
+        if task.branch not in self.hub.branches(task.owner, task.repo):
             return [], 0
-        raw = self.hub.git.git(OWNER, REPO, "log", "--reverse", "--format=%T %P|%s",
-                               f"main..{task.branch}").decode()
-        rows = [line for line in raw.splitlines() if line]
+        git = self.hub.git.git
+        raw = git(task.owner, task.repo, "log", "--reverse", "--format=%T|%s", f"main..{task.branch}")
         commits, duplicated, seen = [], 0, set()
-        previous_tree = self.hub.git.git(OWNER, REPO, "rev-parse", "main^{tree}").decode().strip()
-        for row in rows:
-            head, subject = row.split("|", 1)
-            tree = head.split()[0]
+        previous = git(task.owner, task.repo, "rev-parse", "main^{tree}").decode().strip()
+        for row in filter(None, raw.decode().splitlines()):
+            tree, subject = row.split("|", 1)
             commits.append(f"{tree[:8]} {subject}")
-            if tree == previous_tree or (tree, subject) in seen:
-                duplicated += 1
+            duplicated += tree == previous or (tree, subject) in seen
             seen.add((tree, subject))
-            previous_tree = tree
+            previous = tree
         return commits, duplicated
 
     def _file_on_branch(self, path: str) -> str:

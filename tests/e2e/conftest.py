@@ -1,12 +1,17 @@
-"""Fixtures and probes the sandbox tests share (each backend's test file makes its own sandbox)."""
+"""Fixtures and probes the e2e tests share: the sandbox tests' (each backend's test file makes its
+own sandbox) and a worker's environment against a real Redis."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from github_app.redis_conn import EmbeddedRedis
+from runner.demo import _child_env
 
 CANARY = "ghp_" + "canary0123456789abcdefNIGHTCREW"  # fake, built at run time
 
@@ -37,3 +42,27 @@ def listener() -> Iterator[int]:
     server.listen()
     yield server.getsockname()[1]
     server.close()
+
+
+@dataclass
+class WorkerSetup:
+    """An embedded Redis and the environment a ``nightcrew worker`` process needs against it."""
+
+    server: EmbeddedRedis
+    url: str
+    env: dict[str, str]
+
+
+@pytest.fixture
+def worker_setup(tmp_path: Path, app_private_key: str) -> Iterator[WorkerSetup]:
+    """Redis running; App credentials set, GitHub and the model pointing nowhere (nothing here
+    may call them). The server is stopped afterwards."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    url = server.ensure_started()
+    key = tmp_path / "app.pem"
+    key.write_text(app_private_key)
+    nowhere = "http://127.0.0.1:9"
+    try:
+        yield WorkerSetup(server, url, _child_env(tmp_path, url, nowhere, key, "not-a-secret", nowhere))
+    finally:
+        server.stop()

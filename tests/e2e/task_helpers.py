@@ -16,7 +16,7 @@ from runner.model.script import ScriptStep
 from runner.model.scripted import ScriptedModel
 from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
-from runner.task import TaskConfig, TaskOutcome, run
+from runner.task import TaskConfig, TaskControls, TaskOutcome, run
 
 OWNER, REPO = "octo", "calc"
 FILES = {
@@ -44,10 +44,11 @@ class ScriptedTask:
 
 
 def scripted_task(hub: DevHub, app_private_key: str, tmp_path: Path,
-                  steps: list[dict[str, Any]] | None = None) -> ScriptedTask:
-    """The calc repo (once), a new issue on it, and a run of it against ``steps``."""
+                  steps: list[dict[str, Any]] | None = None, *, files: dict[str, str] | None = None,
+                  controls: TaskControls | None = None) -> ScriptedTask:
+    """The calc repo (``files``, made once), a new issue on it, and a run of it against ``steps``."""
     if hub.state.repo(OWNER, REPO) is None:
-        hub.create_repo(OWNER, REPO, FILES)
+        hub.create_repo(OWNER, REPO, files or FILES)
         hub.install(OWNER)
     number = hub.create_issue(OWNER, REPO, "add() subtracts", "`add(2, 3)` is -1, not 5.")
     task = TaskKey(OWNER, REPO, number)
@@ -61,6 +62,6 @@ def scripted_task(hub: DevHub, app_private_key: str, tmp_path: Path,
 
     def attempt() -> TaskOutcome:
         return run(task, host=app.host(installation), models=lambda _id: model,
-                   sandbox_for=sandbox_for, config=config)
+                   sandbox_for=sandbox_for, config=config, controls=controls)
 
     return ScriptedTask(task, model, config, attempt)

@@ -223,7 +223,7 @@ class Cancels:
         count.checkouts = len(left)
         if left:
             count.problems.append(f"checkouts left: {left}")
-        commits, count.duplicated_commits = self.branch_commits(task)
+        commits, count.duplicated_commits = self.h.branch_commits(task)
         count.commits = len(commits)
         if count.duplicated_commits:
             count.problems.append(f"duplicated commits: {commits}")
@@ -238,23 +238,6 @@ class Cancels:
         gaps, problems = self.h.contract_problems()
         count.problems += problems
         return count
-
-    def branch_commits(self, task: TaskKey) -> tuple[list[str], int]:
-        """The task branch's commits past main as "tree subject", and how many repeat (the
-        harness's ``branch_commits`` for any repository: empty commits, or a (tree, subject) twice)."""
-        if task.branch not in self.h.hub.branches(OWNER, task.repo):
-            return [], 0
-        git = self.h.hub.git.git
-        raw = git(OWNER, task.repo, "log", "--reverse", "--format=%T|%s", f"main..{task.branch}")
-        commits, duplicated, seen = [], 0, set()
-        previous = git(OWNER, task.repo, "rev-parse", "main^{tree}").decode().strip()
-        for row in filter(None, raw.decode().splitlines()):
-            tree, subject = row.split("|", 1)
-            commits.append(f"{tree[:8]} {subject}")
-            duplicated += tree == previous or (tree, subject) in seen
-            seen.add((tree, subject))
-            previous = tree
-        return commits, duplicated
 
     def kill_busy_worker(self) -> None:
         """SIGKILL the worker running the task (its horse and sandbox too); start another."""

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import pytest
 
-from github_app.checkpoint import checkpoint_key, read_block
+from github_app.checkpoint import read_block
 from github_app.devhub import DevHub
 from github_app.eventlog import fold, read_events
 from github_app.github import GitHubApp
@@ -20,16 +20,15 @@ from runner.model.scripted import ScriptedModel
 from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
 from runner.task import NoControls, TaskConfig, TaskControls, TaskOutcome, run
+from tests.e2e.task_helpers import KEY, OWNER, REPO, scripted_task
 
 pytestmark = pytest.mark.e2e
 
-OWNER, REPO = "octo", "calc"
 FILES = {
     "calc.py": "def add(a, b):\n    return a - b\n",
     "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\n"
                           "def test_zero():\n    assert add(0, 0) == 0\n",
 }
-KEY = checkpoint_key("checkpoint-test-secret-not-real")
 PLAN = {"text": "- [ ] Fix add\n- [ ] Run the tests\nAcceptance:\n- [ ] test_add passes"}
 FIX = {"tool_calls": [{"name": "edit_file", "input": {
     "path": "calc.py", "search": "    return a - b\n", "replace": "    return a + b\n"}}]}
@@ -42,21 +41,9 @@ def call(name: str, **args: Any) -> dict[str, Any]:
 def run_task(hub: DevHub, app_private_key: str, tmp_path: Path, steps: list[dict[str, Any]],
              files: dict[str, str] | None = None, controls: TaskControls | None = None,
              ) -> tuple[TaskOutcome, ScriptedModel, dict[str, Any]]:
-    if hub.state.repo(OWNER, REPO) is None:
-        hub.create_repo(OWNER, REPO, files or FILES)
-        hub.install(OWNER)
-    number = hub.create_issue(OWNER, REPO, "add() subtracts", "`add(2, 3)` is -1, not 5.")
-    model = ScriptedModel([ScriptStep.from_json(s) for s in steps], model="claude-sonnet-4-5")
-    installation = GitHubApp(hub.app_id, app_private_key, hub.url).installation_for(OWNER, REPO)
-    host = GitHubApp(hub.app_id, app_private_key, hub.url).host(installation)
-
-    def sandbox_for(path: Path, *, network: bool = False) -> Sandbox:
-        return BwrapSandbox(path, SandboxPolicy())
-
-    outcome = run(TaskKey(OWNER, REPO, number), host=host, models=lambda _model_id: model,
-                  sandbox_for=sandbox_for,
-                  config=TaskConfig(data_dir=tmp_path / "data", checkpoint_key=KEY), controls=controls)
-    return outcome, model, hub.issue(OWNER, REPO, number)
+    scripted = scripted_task(hub, app_private_key, tmp_path, steps, files=files or FILES,
+                             controls=controls)
+    return scripted.attempt(), scripted.model, hub.issue(OWNER, REPO, scripted.task.number)
 
 
 def status_body(issue: dict[str, Any]) -> str:

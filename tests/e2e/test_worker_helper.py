@@ -12,9 +12,8 @@ import pytest
 import redis
 
 from github_app.queue import INTAKE_QUEUE, TASK_QUEUE, RQJobQueue
-from github_app.redis_conn import EmbeddedRedis
-from runner.demo import _child_env
 from runner.procs import ManagedProcess, nightcrew_command
+from tests.e2e.conftest import WorkerSetup
 
 pytestmark = pytest.mark.e2e
 
@@ -50,15 +49,11 @@ def _until(what: str, check: object, timeout: float) -> None:
 
 
 def test_the_intake_helper_takes_no_slot_and_dies_with_its_sigkilled_worker(
-    tmp_path: Path, app_private_key: str,
+    tmp_path: Path, worker_setup: WorkerSetup,
 ) -> None:
-    server = EmbeddedRedis(tmp_path / "redis")
-    url = server.ensure_started()
-    key = tmp_path / "app.pem"
-    key.write_text(app_private_key)
-    env = _child_env(tmp_path, url, "http://127.0.0.1:9", key, "not-a-secret", "http://127.0.0.1:9")
-    worker = ManagedProcess("worker", nightcrew_command("worker"), env, tmp_path / "worker.log")
-    client = redis.Redis.from_url(url)
+    worker = ManagedProcess("worker", nightcrew_command("worker"), worker_setup.env,
+                            tmp_path / "worker.log")
+    client = redis.Redis.from_url(worker_setup.url)
     queue = RQJobQueue(client)
     try:
         _until("the worker and its helper to register",
@@ -72,4 +67,3 @@ def test_the_intake_helper_takes_no_slot_and_dies_with_its_sigkilled_worker(
     finally:
         worker.stop()
         client.close()
-        server.stop()

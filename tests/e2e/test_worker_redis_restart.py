@@ -12,23 +12,19 @@ import redis
 from rq import Queue
 
 from github_app.queue import TASK_QUEUE
-from github_app.redis_conn import EmbeddedRedis
-from runner.demo import _child_env
 from runner.procs import ManagedProcess, nightcrew_command
+from tests.e2e.conftest import WorkerSetup
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_busy_worker_lives_through_a_redis_restart_and_finishes_its_job(
-    tmp_path: Path, app_private_key: str,
+    tmp_path: Path, worker_setup: WorkerSetup,
 ) -> None:
-    server = EmbeddedRedis(tmp_path / "redis")
-    url = server.ensure_started()
-    key = tmp_path / "app.pem"
-    key.write_text(app_private_key)
-    env = {**_child_env(tmp_path, url, "http://127.0.0.1:9", key, "not-a-secret", "http://127.0.0.1:9"),
-           "NIGHTCREW_MAINTENANCE_INTERVAL": "1", "PYTHONPATH": str(ROOT)}  # beats every second
+    server, url = worker_setup.server, worker_setup.url
+    env = {**worker_setup.env, "NIGHTCREW_MAINTENANCE_INTERVAL": "1",  # beats every second
+           "PYTHONPATH": str(ROOT)}
     client = redis.Redis.from_url(url)
     Queue(TASK_QUEUE, connection=client).enqueue(
         "tests.contract.jobs_for_tests.sleep_then_record", {"n": 1, "sleep_s": 8}, job_timeout=60)
@@ -53,4 +49,3 @@ def test_a_busy_worker_lives_through_a_redis_restart_and_finishes_its_job(
     finally:
         worker.stop()
         client.close()
-        server.stop()
