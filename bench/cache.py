@@ -28,13 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.step_overhead import InstantSandbox, make_repo, trajectory  # noqa: E402
-from runner.agent import Agent, LoopLimits  # noqa: E402
+from runner.agent.loop import Agent, LoopLimits  # noqa: E402
+from runner.agent.tools import Toolbox  # noqa: E402
+from runner.fakes.messages_server import FakeMessagesServer  # noqa: E402
+from runner.fakes.script import ScriptStep  # noqa: E402
 from runner.model import ModelReply, Usage  # noqa: E402
 from runner.model.anthropic import AnthropicModel  # noqa: E402
 from runner.model.cache_sim import cache_read_share  # noqa: E402
-from runner.model.fake_server import FakeMessagesServer  # noqa: E402
-from runner.model.script import ScriptStep  # noqa: E402
-from runner.tools import Toolbox  # noqa: E402
 
 
 class Metered:

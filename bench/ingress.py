@@ -178,7 +178,7 @@ class Row:
 
 def make_template() -> Template:
     """GitHub's `issues.labeled` example: trigger label, human sender, an installation."""
-    from github_app.devhub.webhook_schemas import webhook_example
+    from devhub.webhook_schemas import webhook_example
 
     payload = webhook_example("issues", "labeled")
     payload["label"]["name"] = "nightcrew"
@@ -367,7 +367,7 @@ def send_sequential(s: Servers, port: int, rows: list[Row]) -> list[tuple[int, d
 
 def wait_queue_settled(s: Servers) -> None:
     """Wait until the app has finished the requests still in flight when the sender stopped."""
-    from github_app.inbox import INBOX_KEY
+    from github_app.ingress.inbox import INBOX_KEY
 
     key = INBOX_KEY
     last, stable_since = -1, time.monotonic()
@@ -390,8 +390,8 @@ def intake_deliveries(s: Servers) -> tuple[list[str], int]:
     from rq import Queue
     from rq.job import Job
 
-    from github_app.inbox import DELIVERY_TTL_S, Pump
-    from github_app.queue import INTAKE_JOB, INTAKE_QUEUE, RQJobQueue
+    from github_app.ingress.inbox import DELIVERY_TTL_S, Pump
+    from github_app.queue.jobqueue import INTAKE_JOB, INTAKE_QUEUE, RQJobQueue
 
     Pump(s.connection, RQJobQueue(s.connection), owner="bench", keep_s=DELIVERY_TTL_S).drain()
     ids = Queue(INTAKE_QUEUE, connection=s.connection).get_job_ids()
@@ -477,7 +477,7 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
     import redis
 
     from github_app.redis_conn import EmbeddedRedis
-    from runner.procs import ManagedProcess, free_port, nightcrew_command, wait_http_ok
+    from runner.worker.procs import ManagedProcess, free_port, nightcrew_command, wait_http_ok
 
     started = time.monotonic()
     embedded = EmbeddedRedis(tmp / "redis")

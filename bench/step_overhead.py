@@ -30,13 +30,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runner.agent import Agent, LoopLimits, StepEvent  # noqa: E402
-from runner.budget import BudgetLimits, RunBudget  # noqa: E402
+from runner.agent.loop import Agent, LoopLimits, StepEvent  # noqa: E402
+from runner.agent.tools import Toolbox  # noqa: E402
+from runner.fakes.script import ScriptStep  # noqa: E402
+from runner.fakes.scripted import ScriptedModel  # noqa: E402
+from runner.gates.budget import BudgetLimits, RunBudget  # noqa: E402
 from runner.model import ToolCall  # noqa: E402
-from runner.model.script import ScriptStep  # noqa: E402
-from runner.model.scripted import ScriptedModel  # noqa: E402
 from runner.sandbox import ExecResult  # noqa: E402
-from runner.tools import Toolbox  # noqa: E402
 
 OUTPUT = ("src/pkg/module.py:12: def handler(event):\n" * 100)[:4096]  # 4 KB of tool output
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from github_app.checkpoint import checkpoint_key
+from github_app.tracker.checkpoint import checkpoint_key
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 

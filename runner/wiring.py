@@ -10,21 +10,22 @@ from typing import Any, Literal, TypeVar
 
 import redis
 
-from github_app import controls, logs
-from github_app.dispatch import scheduler_for
-from github_app.eventlog import EventLog, new_run_id
+from github_app import logs
 from github_app.github import GitHost, GitHubApp
-from github_app.queue import RQJobQueue
+from github_app.queue import controls
+from github_app.queue.dispatch import scheduler_for
+from github_app.queue.jobqueue import RQJobQueue
+from github_app.queue.scheduler import TaskScheduler
 from github_app.redis_conn import connect
-from github_app.scheduler import TaskScheduler
 from github_app.settings import Settings, SettingsError, load_settings
 from github_app.tasks import TaskKey
+from github_app.tracker.eventlog import EventLog, new_run_id
 from runner.model import ModelClient
 from runner.model.anthropic import models_by_id
+from runner.pipeline.repo_setup import setup_policy
+from runner.pipeline.run import TaskConfig, TaskOutcome
 from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
-from runner.setup import setup_policy
-from runner.task import TaskConfig, TaskOutcome
 
 T = TypeVar("T")
 log = logs.get("nightcrew.wiring")
@@ -87,7 +88,7 @@ class Dependencies:
 
 @dataclass(frozen=True)
 class RedisControls:
-    """``TaskControls`` on the requests intake recorded in Redis (``github_app.controls``).
+    """``TaskControls`` on the requests intake recorded in Redis (``github_app.queue.controls``).
 
     Requests are advisory to a running task: while Redis is unreachable (restarting) each read
     answers "nothing asked" instead of failing the task. Nothing is lost by that: an unread stop

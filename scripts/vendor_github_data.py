@@ -1,4 +1,4 @@
-"""Trim GitHub's OpenAPI description and octokit webhook data into github_app/devhub/spec/.
+"""Trim GitHub's OpenAPI description and octokit webhook data into devhub/spec/.
 
 Run through scripts/vendor_github_data.sh, which fetches and unpacks the pinned tarballs.
 Output is deterministic (sorted keys, compact JSON) so a rerun reproduces it byte for byte.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from github_app.devhub import DevHub
+from devhub import DevHub
 from github_app.redis_conn import EmbeddedRedis
 
 DEVHUB_APP_ID = 4242

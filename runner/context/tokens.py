@@ -1,6 +1,6 @@
 """The one token estimate the context package uses: about four characters a token.
 
-It matches ``runner.model.script.estimate_tokens`` (the scripted model's estimate), so a
+It matches ``runner.fakes.script.estimate_tokens`` (the scripted model's estimate), so a
 context that "fits 4,200 tokens" here is the size the budget and the status comment see.
 """
 

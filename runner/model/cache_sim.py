@@ -24,7 +24,7 @@ simulation below sees exactly the breakpoints a real run would send.
   keys; tool_use ids stay in, as in the real prompt (each player numbers them deterministically,
   so a replayed conversation hits its own earlier prefixes).
 
-Token counts use the four-characters-a-token estimate of ``runner.model.script``, cut at block
+Token counts use the four-characters-a-token estimate of ``runner.fakes.script``, cut at block
 boundaries, so ``input + cache_write + cache_read`` equals ``estimated_usage``'s input exactly.
 """
 
@@ -38,14 +38,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runner.model import Message, ToolSpec, Usage
-from runner.model.api_checks import MAX_CACHE_BREAKPOINTS
-from runner.model.script import (
+from runner.fakes.script import (
     estimate_input,
     estimate_tokens,
     estimated_usage,
     system_text,
 )
+from runner.model import Message, ToolSpec, Usage
+from runner.model.api_checks import MAX_CACHE_BREAKPOINTS
 
 EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
 LOOKBACK_BLOCKS = 20

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from runner.fakes.script import ScriptedCall, ScriptStep, dump_script
 from runner.model import Message, ModelClient, ModelReply, ToolSpec
-from runner.model.script import ScriptedCall, ScriptStep, dump_script
 
 
 def step_from_reply(reply: ModelReply) -> ScriptStep:

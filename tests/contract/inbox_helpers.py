@@ -7,8 +7,8 @@ from typing import Any
 import redis
 from rq import Queue
 
-from github_app.inbox import DELIVERY_TTL_S, Pump
-from github_app.queue import INTAKE_QUEUE, RQJobQueue
+from github_app.ingress.inbox import DELIVERY_TTL_S, Pump
+from github_app.queue.jobqueue import INTAKE_QUEUE, RQJobQueue
 
 
 def redis_url(connection: redis.Redis) -> str:

@@ -19,7 +19,7 @@ def beat_and_hang(args: dict[str, Any]) -> None:
     """A task job that beats quickly, then hangs until it is killed."""
     import time
 
-    from github_app.queue import beating
+    from github_app.queue.jobqueue import beating
 
     job = get_current_job()
     assert job is not None

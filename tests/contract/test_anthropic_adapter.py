@@ -15,19 +15,19 @@ from typing import Any
 
 import pytest
 
-from runner.model import Message, ModelClient, ModelError, ModelReply, Usage
-from runner.model.anthropic import AnthropicModel, ModelAPIError
-from runner.model.api_checks import cache_marker_count
-from runner.model.cache_sim import cache_read_share
-from runner.model.fake_server import FakeMessagesServer
-from runner.model.script import (
+from runner.fakes.messages_server import FakeMessagesServer
+from runner.fakes.script import (
     ScriptedCall,
     ScriptStep,
     dump_script,
     estimate_input,
     load_script,
 )
-from runner.model.scripted import ScriptedModel
+from runner.fakes.scripted import ScriptedModel
+from runner.model import Message, ModelClient, ModelError, ModelReply, Usage
+from runner.model.anthropic import AnthropicModel, ModelAPIError
+from runner.model.api_checks import cache_marker_count
+from runner.model.cache_sim import cache_read_share
 
 MODEL = "claude-sonnet-4-6"
 KEY = "sk-ant-" + "test-0123456789abcdef"  # fake, built at run time

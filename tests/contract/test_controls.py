@@ -8,7 +8,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from github_app import controls
+from github_app.queue import controls
 from github_app.tasks import TaskKey
 from runner.wiring import RedisControls
 

@@ -24,8 +24,8 @@ from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestFailed
 
-from github_app.devhub import DevHub, Fault
-from github_app.devhub.webhook_schemas import webhook_errors
+from devhub import DevHub, Fault
+from devhub.webhook_schemas import webhook_errors
 from tests.conftest import DEVHUB_APP_ID, DEVHUB_WEBHOOK_SECRET
 
 OWNER, REPO = "octo", "hello"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from github_app.eventlog import (
+from github_app.tracker.eventlog import (
     DATA_LIMIT_BYTES,
     STREAM_MAXLEN,
     Event,

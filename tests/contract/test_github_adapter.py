@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from github_app.devhub import DevHub
+from devhub import DevHub
 from github_app.github import GitHubApp, GitHubError, GitHubKitHost, Retryable
 from github_app.tasks import TaskKey
-from runner.procs import free_port
+from runner.worker.procs import free_port
 from tests.conftest import DEVHUB_APP_ID
 
 OWNER, REPO = "octo", "hello"

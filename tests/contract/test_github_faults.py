@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import github_app.github as gh_module
-from github_app.devhub import DevHub, Fault
+from devhub import DevHub, Fault
 from github_app.github import GitHubApp, GitHubKitHost, Retryable, write_marker
 from github_app.tasks import TaskKey
 from tests.conftest import DEVHUB_APP_ID

@@ -12,9 +12,9 @@ import httpx
 import redis
 from rq import Queue
 
-from github_app.app import create_app
-from github_app.devhub.webhook_schemas import webhook_example
-from github_app.inbox import (
+from devhub.webhook_schemas import webhook_example
+from github_app.ingress.app import create_app
+from github_app.ingress.inbox import (
     INBOX_KEY,
     PUMPING_PREFIX,
     REJECTED_KEY,
@@ -24,10 +24,10 @@ from github_app.inbox import (
     Pump,
     recover,
 )
-from github_app.queue import INTAKE_JOB, INTAKE_QUEUE, RQJobQueue
+from github_app.ingress.signatures import sign
+from github_app.queue.jobqueue import INTAKE_JOB, INTAKE_QUEUE, RQJobQueue
 from github_app.redis_conn import EmbeddedRedis
 from github_app.settings import Settings
-from github_app.signatures import sign
 from tests.contract.inbox_helpers import pumped, redis_url
 
 KEEP_S = 600

@@ -11,12 +11,12 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from github_app.app import MAX_BODY_BYTES, create_app
-from github_app.devhub.webhook_schemas import webhook_example
-from github_app.label_cache import remember_trigger_label
-from github_app.queue import INSTALLATION_JOB, INTAKE_JOB
+from devhub.webhook_schemas import webhook_example
+from github_app.ingress.app import MAX_BODY_BYTES, create_app
+from github_app.ingress.signatures import sign
+from github_app.queue.jobqueue import INSTALLATION_JOB, INTAKE_JOB
+from github_app.queue.label_cache import remember_trigger_label
 from github_app.settings import Settings, SettingsError
-from github_app.signatures import sign
 from tests.contract.inbox_helpers import pumped, redis_url
 
 SECRET = "test-secret-not-real"

@@ -21,10 +21,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from github_app.app import MAX_BODY_BYTES, create_app
-from github_app.devhub.webhook_schemas import webhook_example
+from devhub.webhook_schemas import webhook_example
+from github_app.ingress.app import MAX_BODY_BYTES, create_app
+from github_app.ingress.signatures import sign
 from github_app.settings import Settings
-from github_app.signatures import sign
 from tests.contract.inbox_helpers import pumped, redis_url
 
 SECRET = "test-secret-not-real"

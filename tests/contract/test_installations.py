@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from github_app.installations import apply, installation
+from github_app.queue.installations import apply, installation
 
 
 def change(action: str, **extra: object) -> dict[str, object]:

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 import redis
 
-from github_app import controls
-from github_app.checkpoint import checkpoint_key, read_block
-from github_app.intake import handle
-from github_app.label_cache import trigger_label_for
-from github_app.queue import POSITIONS_JOB, TASK_JOB, TASK_QUEUE
-from github_app.scheduler import Caps, TaskScheduler
-from github_app.status import MARKER
+from github_app.queue import controls
+from github_app.queue.intake import handle
+from github_app.queue.jobqueue import POSITIONS_JOB, TASK_JOB, TASK_QUEUE
+from github_app.queue.label_cache import trigger_label_for
+from github_app.queue.scheduler import Caps, TaskScheduler
 from github_app.tasks import TaskKey
+from github_app.tracker.checkpoint import checkpoint_key, read_block
+from github_app.tracker.status import MARKER
 from tests.unit.fakes import FakeHost, FakeQueue
 
 TASK = TaskKey.parse("octo/hello#3")

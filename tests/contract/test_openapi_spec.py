@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from github_app.devhub.openapi import DEFAULT_SPEC, OpenAPISpec
+from devhub.openapi import DEFAULT_SPEC, OpenAPISpec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_DIR = DEFAULT_SPEC.parent

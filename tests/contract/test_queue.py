@@ -13,8 +13,8 @@ from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from github_app import queue as queue_module
-from github_app.queue import TASK_QUEUE, RQJobQueue, heartbeat_key
+from github_app.queue import jobqueue as queue_module
+from github_app.queue.jobqueue import TASK_QUEUE, RQJobQueue, heartbeat_key
 from github_app.tasks import TaskKey
 
 JOB = "tests.contract.jobs_for_tests.record"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import redis
 
-from github_app import status
-from github_app.checkpoint import Checkpoint, checkpoint_key, render_block, utc_now
-from github_app.devhub import DevHub
+from devhub import DevHub
 from github_app.github import GitHubApp
-from github_app.reconcile import reconcile
-from github_app.scheduler import Caps, TaskScheduler
+from github_app.queue.reconcile import reconcile
+from github_app.queue.scheduler import Caps, TaskScheduler
 from github_app.tasks import TaskKey
+from github_app.tracker import status
+from github_app.tracker.checkpoint import Checkpoint, checkpoint_key, render_block, utc_now
 from tests.unit.fakes import FakeQueue
 
 OWNER, REPO = "octo", "calc"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from github_app.devhub import DevHub
+from devhub import DevHub
 from github_app.github import GitHubApp, GitHubError, GitHubKitHost
 from github_app.repo_config import CONFIG_PATH, RepoConfig, RepoConfigError, load_repo_config
 from tests.conftest import DEVHUB_APP_ID

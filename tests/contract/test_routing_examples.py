@@ -16,9 +16,9 @@ import pytest
 from githubkit import webhooks
 from pydantic import ValidationError
 
-from github_app.devhub.webhook_schemas import SPEC_DIR
-from github_app.events import parse_event
-from github_app.routing import Command, CommandKind, Ignore, InstallationChange, Route, route
+from devhub.webhook_schemas import SPEC_DIR
+from github_app.ingress.events import parse_event
+from github_app.ingress.routing import Command, CommandKind, Ignore, InstallationChange, Route, route
 from github_app.tasks import TaskKey
 
 EXAMPLES: dict[str, list[dict[str, Any]]] = json.loads(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import redis
 
-from github_app import controls
-from github_app.dispatch import sweep
+from github_app.queue import controls
+from github_app.queue.dispatch import sweep
+from github_app.queue.scheduler import Caps, TaskScheduler
 from github_app.redis_conn import EmbeddedRedis
-from github_app.scheduler import Caps, TaskScheduler
 from github_app.tasks import TaskKey
 from tests.unit.fakes import FakeQueue
 

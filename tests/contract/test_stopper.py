@@ -17,17 +17,18 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
-from github_app import controls, status
-from github_app.checkpoint import Checkpoint, checkpoint_key, read_block, render_block, utc_now
-from github_app.devhub import DevHub
-from github_app.dispatch import sweep
+from devhub import DevHub
 from github_app.github import GitHost, GitHubApp
-from github_app.queue import TASK_QUEUE, RQJobQueue, heartbeat_key, stop_job
-from github_app.scheduler import Caps, TaskScheduler
-from github_app.stopper import CLAIMS, Stopper, claim_key, read_claim
+from github_app.queue import controls
+from github_app.queue.dispatch import sweep
+from github_app.queue.jobqueue import TASK_QUEUE, RQJobQueue, heartbeat_key, stop_job
+from github_app.queue.scheduler import Caps, TaskScheduler
+from github_app.queue.stopper import CLAIMS, Stopper, claim_key, read_claim
 from github_app.tasks import TaskKey
-from runner.task import _ON_REQUEST
-from runner.worker import reap_run
+from github_app.tracker import status
+from github_app.tracker.checkpoint import Checkpoint, checkpoint_key, read_block, render_block, utc_now
+from runner.pipeline.run import _ON_REQUEST
+from runner.worker.rq_worker import reap_run
 
 OWNER, REPO = "octo", "calc"
 KEY = checkpoint_key("stopper-test-secret-not-real")
@@ -207,7 +208,7 @@ def test_a_task_that_honours_its_request_in_time_is_not_touched(world: World) ->
     assert world.queue.enqueue(RECORD, {"n": 1}, queue=TASK_QUEUE, job_id=task.job_id, heartbeat=True)
     now = time.time()
     controls.request_stop(world.connection, task, "pause", "bob", grace_s=GRACE_S, now=now)
-    controls.clear_stop(world.connection, task)  # what runner.task does when it honours it
+    controls.clear_stop(world.connection, task)  # what runner.pipeline.run does when it honours it
     assert controls.stop_deadline(world.connection, task) is None
     before = world.status_comments(task)
     assert world.stopper("w1", now + 10 * GRACE_S).tick() == ([], [])
@@ -240,7 +241,7 @@ def test_a_task_that_finishes_itself_as_it_is_claimed_keeps_its_own_final_state(
     own = status.render(status.StatusView("cancelled", str(task), detail="Cancelled by @bob. Say "
                                           "`/nightcrew retry` to go on."))
     world.host.update_comment(task, comment, own, key=status.comment_key(task))
-    world.scheduler.finish(task)  # runner.jobs' `finally`
+    world.scheduler.finish(task)  # runner.worker.jobs' `finally`
     before = world.status_comments(task)
     assert stopper.finish_stopped() == []
     assert world.status_comments(task) == before  # what the task wrote stands

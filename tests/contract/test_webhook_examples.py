@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from github_app.devhub.webhook_schemas import (
+from devhub.webhook_schemas import (
     SPEC_DIR,
     webhook_errors,
     webhook_events,

@@ -23,15 +23,23 @@ from typing import Any
 
 from redis import Redis
 
-from github_app.devhub import DevHub
-from github_app.eventlog import Event, read_events
+from devhub import DevHub
 from github_app.redis_conn import EmbeddedRedis
-from github_app.status import MARKER
 from github_app.tasks import TaskKey
-from runner.demo import DEMO_FILES, DEMO_ISSUE_BODY, DEMO_ISSUE_TITLE, OWNER, REPO, _child_env, start_devhub
-from runner.model.fake_server import FakeMessagesServer
-from runner.model.script import ScriptStep
-from runner.procs import ManagedProcess, free_port, nightcrew_command, wait_http_ok
+from github_app.tracker.eventlog import Event, read_events
+from github_app.tracker.status import MARKER
+from runner.cli.demo import (
+    DEMO_FILES,
+    DEMO_ISSUE_BODY,
+    DEMO_ISSUE_TITLE,
+    OWNER,
+    REPO,
+    _child_env,
+    start_devhub,
+)
+from runner.fakes.messages_server import FakeMessagesServer
+from runner.fakes.script import ScriptStep
+from runner.worker.procs import ManagedProcess, free_port, nightcrew_command, wait_http_ok
 
 PLAN_TEXT = ("- [ ] Find why `add` returns the wrong sum in calc.py\n"
              "- [ ] Fix `add` with the smallest change\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from github_app.redis_conn import EmbeddedRedis
-from runner.demo import _child_env
+from runner.cli.demo import _child_env
 
 CANARY = "ghp_" + "canary0123456789abcdefNIGHTCREW"  # fake, built at run time
 

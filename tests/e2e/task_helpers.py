@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from github_app.checkpoint import checkpoint_key
-from github_app.devhub import DevHub
+from devhub import DevHub
 from github_app.github import GitHubApp
 from github_app.tasks import TaskKey
-from runner.model.script import ScriptStep
-from runner.model.scripted import ScriptedModel
+from github_app.tracker.checkpoint import checkpoint_key
+from runner.fakes.script import ScriptStep
+from runner.fakes.scripted import ScriptedModel
+from runner.pipeline.run import TaskConfig, TaskControls, TaskOutcome, run
 from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
-from runner.task import TaskConfig, TaskControls, TaskOutcome, run
 
 OWNER, REPO = "octo", "calc"
 FILES = {

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from github_app.devhub import Hold
-from runner.demo import OWNER, REPO
+from devhub import Hold
+from runner.cli.demo import OWNER, REPO
 from tests.e2e.chaos_harness import BASELINE_REQUESTS, ChaosHarness, Tally, repo_files, report
 
 pytestmark = pytest.mark.e2e

@@ -36,15 +36,15 @@ import pytest
 from redis import Redis
 from rq import Queue, Worker
 
-from github_app import controls
-from github_app.eventlog import read_events
-from github_app.inbox import INBOX_KEY, PUMPING_PREFIX
-from github_app.queue import INTAKE_QUEUE, RQJobQueue, heartbeat_key
-from github_app.scheduler import TaskScheduler
-from github_app.status import MARKER
-from github_app.stopper import claim_key
+from github_app.ingress.inbox import INBOX_KEY, PUMPING_PREFIX
+from github_app.queue import controls
+from github_app.queue.jobqueue import INTAKE_QUEUE, RQJobQueue, heartbeat_key
+from github_app.queue.scheduler import TaskScheduler
+from github_app.queue.stopper import claim_key
 from github_app.tasks import TaskKey
-from runner.demo import DEMO_ISSUE_BODY, DEMO_ISSUE_TITLE, OWNER
+from github_app.tracker.eventlog import read_events
+from github_app.tracker.status import MARKER
+from runner.cli.demo import DEMO_ISSUE_BODY, DEMO_ISSUE_TITLE, OWNER
 from runner.workspace import Workspaces
 from tests.e2e.chaos_harness import (
     ChaosHarness,

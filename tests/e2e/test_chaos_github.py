@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
-from github_app.devhub import Fault
-from github_app.status import LABELS, MARKER
+from devhub import Fault
 from github_app.tasks import TaskKey
-from runner.demo import OWNER, REPO
+from github_app.tracker.status import LABELS, MARKER
+from runner.cli.demo import OWNER, REPO
 from tests.e2e.chaos_harness import ChaosHarness, report
 
 pytestmark = pytest.mark.e2e

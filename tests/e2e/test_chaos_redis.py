@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from github_app.status import LABELS, MARKER
 from github_app.tasks import TaskKey
-from runner.demo import DEMO_FILES, OWNER, REPO
+from github_app.tracker.status import LABELS, MARKER
+from runner.cli.demo import DEMO_FILES, OWNER, REPO
 from tests.e2e.chaos_harness import ChaosHarness, report
 
 pytestmark = pytest.mark.e2e

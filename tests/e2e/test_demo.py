@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from github_app.devhub import DevHub
-from github_app.status import MARKER
-from runner.demo import OWNER, REPO, run_demo
+from devhub import DevHub
+from github_app.tracker.status import MARKER
+from runner.cli.demo import OWNER, REPO, run_demo
 
 pytestmark = pytest.mark.e2e
 

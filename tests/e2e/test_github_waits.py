@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from github_app.devhub import DevHub, Fault
-from github_app.eventlog import read_events
+from devhub import DevHub, Fault
 from github_app.github import Retryable
-from runner.jobs import LONGEST_GITHUB_WAIT_S, through_github_waits
+from github_app.tracker.eventlog import read_events
+from runner.worker.jobs import LONGEST_GITHUB_WAIT_S, through_github_waits
 from tests.e2e.task_helpers import OWNER, REPO, scripted_task
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import redis
 
-from github_app import dispatch, intake
-from github_app.checkpoint import read_block
-from github_app.devhub import DevHub
-from github_app.queue import RQJobQueue
+from devhub import DevHub
+from github_app.queue import dispatch, intake
+from github_app.queue.jobqueue import RQJobQueue
 from github_app.settings import load_settings
-from github_app.status import MARKER
 from github_app.tasks import TaskKey
+from github_app.tracker.checkpoint import read_block
+from github_app.tracker.status import MARKER
 from tests.conftest import DEVHUB_APP_ID
 
 pytestmark = pytest.mark.e2e

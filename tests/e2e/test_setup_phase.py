@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from runner.pipeline.repo_setup import SetupResult, cache_key, manifest_files, run_setup, setup_policy
 from runner.sandbox import Sandbox
 from runner.sandbox.bwrap import BwrapSandbox
-from runner.setup import SetupResult, cache_key, manifest_files, run_setup, setup_policy
 
 pytestmark = pytest.mark.e2e
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from github_app import status
-from github_app.devhub import DevHub
-from github_app.eventlog import EventLog, fold, new_run_id, read_events
+from devhub import DevHub
 from github_app.github import GitHubApp
-from runner.reporter import StatusReporter, status_view
+from github_app.tracker import status
+from github_app.tracker.eventlog import EventLog, fold, new_run_id, read_events
+from runner.pipeline.live_status import StatusReporter, status_view
 from tests.e2e.task_helpers import KEY, OWNER, REPO, scripted_task
 
 

@@ -8,18 +8,18 @@ from typing import Any, Literal
 
 import pytest
 
-from github_app.checkpoint import read_block
-from github_app.devhub import DevHub
-from github_app.eventlog import fold, read_events
+from devhub import DevHub
 from github_app.github import GitHubApp
-from github_app.status import split_block
 from github_app.tasks import TaskKey
-from runner.memory import FailureLog
-from runner.model.script import ScriptStep
-from runner.model.scripted import ScriptedModel
+from github_app.tracker.checkpoint import read_block
+from github_app.tracker.eventlog import fold, read_events
+from github_app.tracker.status import split_block
+from runner.agent.failure_log import FailureLog
+from runner.fakes.script import ScriptStep
+from runner.fakes.scripted import ScriptedModel
+from runner.pipeline.run import NoControls, TaskConfig, TaskControls, TaskOutcome, run
 from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
-from runner.task import NoControls, TaskConfig, TaskControls, TaskOutcome, run
 from tests.e2e.task_helpers import KEY, OWNER, REPO, scripted_task
 
 pytestmark = pytest.mark.e2e

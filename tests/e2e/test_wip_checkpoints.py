@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-from github_app.devhub import DevHub, Hold
-from github_app.eventlog import EventLog, new_run_id
+from devhub import DevHub, Hold
 from github_app.github import GitHost, GitHubApp
 from github_app.tasks import TaskKey
-from runner.model.script import ScriptStep
-from runner.model.scripted import ScriptedModel
-from runner.reporter import StatusReporter
+from github_app.tracker.eventlog import EventLog, new_run_id
+from runner.fakes.script import ScriptStep
+from runner.fakes.scripted import ScriptedModel
+from runner.pipeline.live_status import StatusReporter
+from runner.pipeline.run import TaskConfig, TaskOutcome, WorkSaver, run, wip_ref
 from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
-from runner.task import TaskConfig, TaskOutcome, WorkSaver, run, wip_ref
 from runner.workspace import Workspaces
 from tests.e2e.test_task_outcomes import FILES, FIX, KEY, OWNER, PLAN, REPO, Crash, CrashAt, call
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from github_app.queue import INTAKE_QUEUE, TASK_QUEUE, RQJobQueue
-from runner.procs import ManagedProcess, nightcrew_command
+from github_app.queue.jobqueue import INTAKE_QUEUE, TASK_QUEUE, RQJobQueue
+from runner.worker.procs import ManagedProcess, nightcrew_command
 from tests.e2e.conftest import WorkerSetup
 
 pytestmark = pytest.mark.e2e

@@ -11,8 +11,8 @@ import pytest
 import redis
 from rq import Queue
 
-from github_app.queue import TASK_QUEUE
-from runner.procs import ManagedProcess, nightcrew_command
+from github_app.queue.jobqueue import TASK_QUEUE
+from runner.worker.procs import ManagedProcess, nightcrew_command
 from tests.e2e.conftest import WorkerSetup
 
 pytestmark = pytest.mark.e2e

@@ -9,14 +9,14 @@ from typing import Any, Literal
 import pytest
 
 from github_app.repo_config import ApprovalPolicy
-from runner.agent import Agent, LoopLimits, StepEvent
-from runner.approval import Change, Gate, classify_changes, gate
-from runner.budget import BudgetLimits, RunBudget
+from runner.agent.loop import Agent, LoopLimits, StepEvent
+from runner.agent.tools import Toolbox
+from runner.fakes.script import ScriptStep
+from runner.fakes.scripted import ScriptedModel
+from runner.gates.approval import Change, Gate, classify_changes, gate
+from runner.gates.budget import BudgetLimits, RunBudget
 from runner.model import ToolCall
-from runner.model.script import ScriptStep
-from runner.model.scripted import ScriptedModel
 from runner.sandbox import ExecResult
-from runner.tools import Toolbox
 
 PASSING = "2 passed in 0.01s"
 FAILING = "FAILED tests/test_calc.py::test_add\n1 failed, 1 passed in 0.02s"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from github_app.repo_config import Budget
-from runner.budget import BudgetExhausted, BudgetLimits, CallCost, RunBudget, worst_case
+from runner.gates.budget import BudgetExhausted, BudgetLimits, CallCost, RunBudget, worst_case
 from runner.model import Usage
 from runner.model.prices import PRICES, most_expensive
 

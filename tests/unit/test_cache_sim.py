@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from runner.fakes.script import estimate_input, estimated_usage
 from runner.model import Message, Usage
 from runner.model.api_checks import MAX_CACHE_BREAKPOINTS, cache_marker_count, request_violation
 from runner.model.cache_sim import (
@@ -18,7 +19,6 @@ from runner.model.cache_sim import (
     min_cacheable_tokens,
     prompt_blocks,
 )
-from runner.model.script import estimate_input, estimated_usage
 
 MODEL = "claude-sonnet-4-5"
 SYSTEM = "You are nightcrew. " + "Keep the diff small and run the tests. " * 150  # ~1.5k tokens

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from github_app.checkpoint import (
+from github_app.ingress.signatures import sign
+from github_app.settings import SettingsError, load_settings
+from github_app.tracker.checkpoint import (
     BLOCK_PREFIX,
     MAX_BLOCK_CHARS,
     BlockRead,
@@ -24,9 +26,7 @@ from github_app.checkpoint import (
     read_block,
     render_block,
 )
-from github_app.settings import SettingsError, load_settings
-from github_app.signatures import sign
-from github_app.status import MARKER, PlanStep, StatusView, render, split_block
+from github_app.tracker.status import MARKER, PlanStep, StatusView, render, split_block
 
 KEY = checkpoint_key("s3cret")
 TASK = "octo/widgets#7"
@@ -256,7 +256,7 @@ def test_broken_blocks_are_malformed_without_exceptions(text: str) -> None:
 
 def _signed(payload: str, task: str = TASK) -> str:
     """A block with a valid signature over a payload render_block would never produce."""
-    from github_app.checkpoint import _mac
+    from github_app.tracker.checkpoint import _mac
 
     return f"{BLOCK_PREFIX} v1 {payload}.{_mac(KEY, task, payload)} -->"
 

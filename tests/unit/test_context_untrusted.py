@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from runner.context import untrusted
 from runner.context.untrusted import escape_markup, quote_file, quote_untrusted, strip_hidden
-from runner.prompt import sanitize
 
 
 def test_html_comments_go_and_are_counted() -> None:
@@ -63,5 +63,5 @@ def test_file_blocks_escape_their_own_closing_tag() -> None:
     assert block.count("</file>") == 1 and escape_markup("</file>") == "&lt;/file>"
 
 
-def test_prompt_sanitize_delegates_and_trims() -> None:
-    assert sanitize("  a\u200b<!-- x -->b  ") == "ab"
+def test_sanitize_trims_what_it_keeps() -> None:
+    assert untrusted.sanitize("  a\u200b<!-- x -->b  ") == "ab"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import gzip
 
-from github_app.devhub import DevHub, Hold
-from github_app.devhub.git_http import pushed_refs
+from devhub import DevHub, Hold
+from devhub.git_http import pushed_refs
 
 OLD, NEW, ZERO = "a" * 40, "b" * 40, "0" * 40
 PUSH_PATH = "/o/r.git/git-receive-pack"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import Any
 
-from github_app.eventlog import Event, Kind, Progress, fold, latest_run, to_status_changes
-from github_app.status import PlanStep, StatusView, render
+from github_app.tracker.eventlog import Event, Kind, Progress, fold, latest_run, to_status_changes
+from github_app.tracker.status import PlanStep, StatusView, render
 
 TASK = "octo/widgets#7"
 

@@ -10,18 +10,18 @@ ADAPTER_ONLY = {"githubkit", "anthropic", "rq", "subprocess", "docker"}
 # The adapters, and the two wiring points (worker entry, demo) that start processes and read RQ.
 ADAPTERS = {
     "github_app/github.py": {"githubkit"},
-    "github_app/queue.py": {"rq"},
+    "github_app/queue/jobqueue.py": {"rq"},
     "github_app/redis_conn.py": {"subprocess"},
-    "github_app/devhub/git_http.py": {"subprocess"},
+    "devhub/git_http.py": {"subprocess"},
     "runner/model/anthropic.py": {"anthropic"},
     "runner/sandbox/bwrap.py": {"subprocess"},
     "runner/sandbox/cgroups.py": {"subprocess"},
     "runner/sandbox/docker.py": {"docker"},
     "runner/workspace.py": {"subprocess"},
-    "runner/procs.py": {"subprocess"},
-    "runner/worker.py": {"rq"},
-    "runner/demo.py": {"rq"},
-    "runner/doctor.py": {"subprocess"},
+    "runner/worker/procs.py": {"subprocess"},
+    "runner/worker/rq_worker.py": {"rq"},
+    "runner/cli/demo.py": {"rq"},
+    "runner/cli/doctor.py": {"subprocess"},
     "runner/context/rg.py": {"subprocess"},
 }
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.memory import FailureLog, FailureRecord
+from runner.agent.failure_log import FailureLog, FailureRecord
 
 
 def rec(n: int, *, tried: str = "patched the parser", why: str = "tests still red") -> FailureRecord:

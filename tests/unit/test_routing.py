@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from github_app.events import OtherEvent, parse_event
-from github_app.routing import (
+from github_app.ingress.events import OtherEvent, parse_event
+from github_app.ingress.routing import (
     SCAN_CHARS,
     SCAN_LINES,
     Command,

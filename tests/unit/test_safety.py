@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from github_app.repo_config import ApprovalPolicy
-from runner.approval import Change, Gate, classify_changes, gate
-from runner.safety import DEFAULT_POLICY, CommandPolicy, check_command
+from runner.gates.approval import Change, Gate, classify_changes, gate
+from runner.gates.command_policy import DEFAULT_POLICY, CommandPolicy, check_command
 
 ALLOWED = [
     "pytest -x",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.secret_scan import Finding, SecretsFound, check_before_push, report, scan_diff
+from runner.gates.secret_scan import Finding, SecretsFound, check_before_push, report, scan_diff
 
 ALNUM = string.ascii_letters + string.digits
 

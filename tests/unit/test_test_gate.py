@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.test_gate import judge
+from runner.gates.test_gate import judge
 from runner.testrun import TestReport
 
 

@@ -1,0 +1,6 @@
+"""devhub: a local GitHub stand-in (REST subset, git smart-HTTP, signed webhooks) for tests and demos."""
+
+from devhub.deliveries import Delivery
+from devhub.server import DevHub, Fault, Hold, Injection, RecordedRequest
+
+__all__ = ["Delivery", "DevHub", "Fault", "Hold", "Injection", "RecordedRequest"]

@@ -1,0 +1,1570 @@
+"""The GitHub stand-in: a FastAPI app speaking GitHub's REST subset and git smart-HTTP.
+
+Every REST request is routed and checked by GitHub's OpenAPI description (`OpenAPISpec`);
+what GitHub would reject is rejected here too and recorded in `DevHub.violations`, as is any
+answer of the stand-in that does not fit the spec. `DevHub` is also the Python "UI" through
+which tests and the demo act as people (open issues, label, comment).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import secrets
+import socket
+import string
+import threading
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import unquote
+
+import jwt
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from devhub.deliveries import Deliverer, Delivery, build_payload
+from devhub.git_http import (
+    DiffFile,
+    GitStore,
+    TreeEntry,
+    cgi_environment,
+    pushed_refs,
+    serve_git,
+    split_git_path,
+)
+from devhub.openapi import OpenAPISpec
+from devhub.state import (
+    DOCS,
+    JSON,
+    PERMISSION_LEVELS,
+    Comment,
+    HubEvent,
+    HubState,
+    Issue,
+    PermissionLevel,
+    PullInfo,
+    Repo,
+    Review,
+    ReviewComment,
+    Token,
+    User,
+    comment_json,
+    installation_json,
+    iso,
+    issue_json,
+    label_json,
+    node_id,
+    permission_json,
+    pull_json,
+    reaction_json,
+    repo_json,
+    review_comment_json,
+    review_json,
+    user_json,
+    utcnow,
+)
+from devhub.webhook_schemas import webhook_errors
+
+log = logging.getLogger(__name__)
+
+DEFAULT_APP_PERMISSIONS = {
+    "checks": "write",
+    "contents": "write",
+    "issues": "write",
+    "metadata": "read",
+    "pull_requests": "write",
+}
+# Operations GitHub authenticates with the App's JWT rather than an installation token.
+APP_OPERATIONS = frozenset({"apps/create-installation-access-token", "apps/get-repo-installation",
+                            "apps/list-installations"})
+JWT_MAX_LIFETIME_S = 600
+CLOCK_DRIFT_S = 60
+JSON_MEDIA = "application/json; charset=utf-8"
+
+
+# ------------------------------------------------------------------------- request plumbing
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One REST request as the stand-in saw it.
+
+    ``applied`` says whether the operation itself ran and succeeded (for a write: it landed),
+    whatever was answered; ``fault`` names the injected fault that answered, if one did.
+    """
+
+    method: str
+    path: str
+    status: int
+    operation_id: str | None
+    actor: str | None
+    applied: bool = False
+    fault: str | None = None
+
+
+# ------------------------------------------------------------------------------ fault injection
+
+FAULT_STATUSES = frozenset({401, 403, 429, 500, 502, 503, 504})
+RATE_LIMIT_DOCS = ("https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
+                   "#about-secondary-rate-limits")
+PRIMARY_RATE_LIMIT_DOCS = ("https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
+                           "#about-the-primary-rate-limit")
+
+
+@dataclass
+class Fault:
+    """A misbehaviour GitHub really shows, answered to matching REST requests.
+
+    - ``status`` 500/502/503/504: a server error. With ``applied=True`` the request is carried
+      out first and only the answer fails, as GitHub sometimes does; a blind retry of such a
+      POST writes twice.
+    - 429, or 403: a rate limit. By default the *secondary* limit (``Retry-After`` header and
+      GitHub's "You have exceeded a secondary rate limit" message); with ``primary=True`` the
+      primary one (``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset`` ``retry_after``
+      seconds from now, no ``Retry-After``).
+    - 401: "Bad credentials" for an installation token; the token presented is revoked, as an
+      expired one would be, so only a newly minted token gets through. Matches only requests
+      that carry a ``ghs_`` installation token.
+
+    ``method`` ("*" for any) and ``path`` (a regex matched in full against the request path,
+    query excluded) select requests; of those, every ``every``-th is answered, at most ``count``
+    times (None: without end). ``retry_after`` (seconds) goes into ``Retry-After`` of rate
+    limits (default 1) and, if set, of a 503. ``answered`` counts the answers given so far.
+    """
+
+    status: int
+    method: str = "*"
+    path: str = ".*"
+    count: int | None = 1
+    every: int = 1
+    applied: bool = False
+    retry_after: int | None = None
+    primary: bool = False
+    seen: int = field(default=0, init=False)
+    answered: int = field(default=0, init=False)
+    _pattern: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.status not in FAULT_STATUSES:
+            raise ValueError(f"status {self.status} is not a fault devhub knows how GitHub answers")
+        if self.applied and self.status < 500:
+            raise ValueError("only a server error can come after the write was applied")
+        if self.every < 1:
+            raise ValueError("every must be at least 1")
+        self._pattern = re.compile(self.path)
+
+    @property
+    def name(self) -> str:
+        """How the fault shows up in `RecordedRequest.fault`."""
+        if self.status in (403, 429):
+            kind = "primary-rate-limit" if self.primary else "secondary-rate-limit"
+        elif self.status == 401:
+            kind = "bad-credentials"
+        else:
+            kind = "applied" if self.applied else "not-applied"
+        return f"{self.status} {kind}"
+
+    def matches(self, method: str, path: str, credential: str | None) -> bool:
+        """Whether this request is one the fault is about (not yet whether it answers)."""
+        if self.method != "*" and self.method.upper() != method.upper():
+            return False
+        if self.status == 401 and not (credential or "").startswith("ghs_"):
+            return False
+        return self._pattern.fullmatch(path) is not None
+
+    def take(self) -> bool:
+        """Count a matching request; True if the fault answers this one."""
+        if self.count is not None and self.answered >= self.count:
+            return False
+        self.seen += 1
+        if self.seen % self.every:
+            return False
+        self.answered += 1
+        return True
+
+    def reply(self) -> Reply:
+        """The error answer, in GitHub's shape and with GitHub's headers."""
+        headers: dict[str, str] = {}
+        wait = 1 if self.retry_after is None else self.retry_after
+        if self.status == 401:
+            message, docs = "Bad credentials", "https://docs.github.com/rest"
+        elif self.status in (403, 429) and self.primary:
+            message = "API rate limit exceeded for installation."
+            docs = PRIMARY_RATE_LIMIT_DOCS
+            headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Used": "5000",
+                       "X-RateLimit-Reset": str(int(time.time()) + wait)}
+        elif self.status in (403, 429):
+            message = ("You have exceeded a secondary rate limit. Please wait a few minutes before "
+                       "you try again. If you reach out to GitHub Support for help, please include "
+                       "the request ID.")
+            docs = RATE_LIMIT_DOCS
+            headers = {"Retry-After": str(wait)}
+        else:
+            message = {500: "Server Error", 502: "Server Error", 503: "Service Unavailable",
+                       504: "We couldn't respond to your request in time."}[self.status]
+            docs = DOCS
+            if self.retry_after is not None and self.status == 503:
+                headers = {"Retry-After": str(self.retry_after)}
+        return Reply(self.status, {"message": message, "documentation_url": docs}, headers)
+
+
+@dataclass
+class Hold:
+    """Matching requests wait before they are answered: a slow GitHub, or one to die during.
+
+    ``method`` ("*" for any) and ``path`` (a regex matched in full against the path, query
+    excluded) select REST requests and git smart-HTTP ones (e.g.
+    ``r"/o/r\\.git/git-receive-pack"``); at most ``count`` (None: without end) are held. Each
+    waits until ``release()`` (or ``delay`` seconds, when set), then is carried out and answered
+    as usual; with ``release(apply=False)`` it is answered 502 without being carried out, as if
+    it never reached GitHub. ``arrived`` is set when the first one comes in; ``held`` counts them.
+
+    ``refs`` (a regex matched in full) narrows a hold to git pushes that update a matching ref
+    (say, the task branch but not a hidden ref pushed beside it); ``when`` to requests that
+    arrive while it returns True (asked as each otherwise matching request comes in, outside
+    the hub's locks, so it may look at the hub).
+    """
+
+    method: str = "*"
+    path: str = ".*"
+    count: int | None = 1
+    delay: float | None = None
+    refs: str | None = None
+    when: Callable[[], bool] | None = field(default=None, repr=False)
+    held: int = field(default=0, init=False)
+    arrived: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _released: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _apply: bool = field(default=True, init=False, repr=False)
+    _pattern: re.Pattern[str] = field(init=False, repr=False)
+    _refs: re.Pattern[str] | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pattern = re.compile(self.path)
+        self._refs = None if self.refs is None else re.compile(self.refs)
+
+    def matches(self, method: str, path: str, refs: tuple[str, ...] | None = None) -> bool:
+        """Whether the request is one this hold is about (``when`` aside, the count aside)."""
+        if self.method != "*" and self.method.upper() != method.upper():
+            return False
+        if self._pattern.fullmatch(path) is None:
+            return False
+        if self._refs is not None:
+            pattern = self._refs
+            return refs is not None and any(pattern.fullmatch(ref) for ref in refs)
+        return True
+
+    @property
+    def spent(self) -> bool:
+        """Whether it held as many requests as it may."""
+        return self.count is not None and self.held >= self.count
+
+    def take(self, method: str, path: str, refs: tuple[str, ...] | None = None) -> bool:
+        """Whether this request is held (counted as held if so); call under the hub's lock."""
+        if self.spent or not self.matches(method, path, refs):
+            return False
+        self.held += 1
+        self.arrived.set()
+        return True
+
+    def release(self, *, apply: bool = True) -> None:
+        """Let the held requests (and any later matching ones) go on; ``apply=False``: fail them."""
+        self._apply = self._apply and apply
+        self._released.set()
+
+    def wait(self) -> bool:
+        """Block until released (or the delay passed); True if the request is to be carried out."""
+        self._released.wait(self.delay)
+        return self._apply
+
+
+class Injection:
+    """Faults in force on a `DevHub`; leaving the `with` block (or `remove()`) withdraws them."""
+
+    def __init__(self, hub: DevHub, faults: list[Fault]) -> None:
+        self._hub = hub
+        self.faults = faults
+
+    def remove(self) -> None:
+        """Withdraw these faults."""
+        self._hub.remove_faults(self.faults)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.remove()
+
+
+@dataclass
+class Reply:
+    """A REST answer: status, JSON body (or raw text) and extra headers."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+
+
+class ApiError(Exception):
+    """An error answer in GitHub's shape."""
+
+    def __init__(self, status: int, message: str, *, errors: list[Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+        self.headers = headers or {}
+
+    def reply(self) -> Reply:
+        """The error as a reply."""
+        body: JSON = {"message": self.message, "documentation_url": DOCS}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return Reply(self.status, body, dict(self.headers), None)
+
+
+def not_found(message: str = "Not Found") -> ApiError:
+    """GitHub's 404, also used to hide what a caller may not see."""
+    return ApiError(404, message)
+
+
+def validation_failed(resource: str, code: str, *, field_name: str | None = None,
+                      message: str | None = None) -> ApiError:
+    """GitHub's 422 `Validation Failed` with one structured error."""
+    error: JSON = {"resource": resource, "code": code}
+    if field_name is not None:
+        error["field"] = field_name
+    if message is not None:
+        error["message"] = message
+    return ApiError(422, "Validation Failed", errors=[error])
+
+
+def unprocessable(message: str) -> ApiError:
+    """GitHub's 422 with plain-string errors (`validation-error-simple`)."""
+    return ApiError(422, "Unprocessable Entity", errors=[message])
+
+
+@dataclass
+class Call:
+    """One authenticated REST call, routed to its operation."""
+
+    method: str
+    path: str
+    operation_id: str
+    params: dict[str, str]
+    query: dict[str, str]
+    headers: Mapping[str, str]
+    body: Any
+    actor: User | None = None
+    token: Token | None = None
+    repo: Repo | None = None
+
+    @property
+    def the_repo(self) -> Repo:
+        """The repository of a repo-scoped call (set by authorization)."""
+        assert self.repo is not None, f"{self.operation_id} is not repo-scoped"
+        return self.repo
+
+    @property
+    def the_actor(self) -> User:
+        """The authenticated user or bot."""
+        assert self.actor is not None, f"{self.operation_id} has no actor"
+        return self.actor
+
+    def number(self, name: str) -> int:
+        """An integer path parameter; a non-number cannot name anything, so 404."""
+        try:
+            return int(self.params[name])
+        except (KeyError, ValueError):
+            raise not_found() from None
+
+    def arg(self, name: str, default: Any = None) -> Any:
+        """A field of the JSON body."""
+        return self.body.get(name, default) if isinstance(self.body, dict) else default
+
+
+Handler = Callable[["DevHub", Call], Reply]
+HANDLERS: dict[str, Handler] = {}
+
+
+def operation(operation_id: str) -> Callable[[Handler], Handler]:
+    """Register the handler of one OpenAPI operation."""
+
+    def register(handler: Handler) -> Handler:
+        HANDLERS[operation_id] = handler
+        return handler
+
+    return register
+
+
+def paginate(call: Call, items: list[Any]) -> list[Any]:
+    """The `page`/`per_page` slice of a list (GitHub's default page size is 30)."""
+    per_page = max(1, min(100, int(call.query.get("per_page", "30") or 30)))
+    page = max(1, int(call.query.get("page", "1") or 1))
+    return items[(page - 1) * per_page : page * per_page]
+
+
+# ------------------------------------------------------------------------------ handlers
+
+
+@operation("apps/create-installation-access-token")
+def create_access_token(hub: DevHub, call: Call) -> Reply:
+    """Mint an installation token, optionally narrowed to some repositories."""
+    inst = hub.state.installations.get(call.number("installation_id"))
+    if inst is None:
+        raise not_found()
+    names: list[str] | None = call.arg("repositories")
+    if names is not None:
+        for name in names:
+            repo = hub.state.repo(inst.account.login, name)
+            if repo is None or not inst.covers(repo):
+                raise validation_failed(
+                    "Installation", "invalid", field_name="repositories",
+                    message="There is at least one repository that does not exist or is not "
+                    "accessible to the parent installation.",
+                )
+    token = hub.mint_installation_token(inst.id, names)
+    body: JSON = {
+        "token": token.value,
+        "expires_at": iso(token.expires_at),
+        "permissions": call.arg("permissions") or dict(inst.permissions),
+        "repository_selection": "selected" if names is not None or inst.repos is not None else "all",
+    }
+    if names is not None:
+        repos = [hub.state.repo(inst.account.login, n) for n in names]
+        body["repositories"] = [repo_json(hub.url, r) for r in repos if r is not None]
+    return Reply(201, body)
+
+
+@operation("apps/get-repo-installation")
+def get_repo_installation(hub: DevHub, call: Call) -> Reply:
+    """The installation that covers a repository."""
+    repo = hub.state.repo(call.params["owner"], call.params["repo"])
+    inst = hub.state.installation_for(repo) if repo is not None else None
+    if inst is None:
+        raise not_found()
+    return Reply(200, installation_json(hub.url, inst, hub.app_id, hub.app_slug))
+
+
+@operation("apps/list-installations")
+def list_installations(hub: DevHub, call: Call) -> Reply:
+    """Every installation of the App, oldest first."""
+    installations = sorted(hub.state.installations.values(), key=lambda i: i.id)
+    listed = []
+    for inst in paginate(call, installations):
+        data = installation_json(hub.url, inst, hub.app_id, hub.app_slug)
+        # @octokit/openapi describes this list's `account` as simple-user *and* enterprise
+        # (allOf); the enterprise fields are added so every answer matches the description.
+        account = data["account"]
+        account.setdefault("name", account["login"])
+        account.setdefault("slug", account["login"].lower())
+        account.setdefault("created_at", data["created_at"])
+        account.setdefault("updated_at", data["updated_at"])
+        listed.append(data)
+    return Reply(200, listed)
+
+
+@operation("apps/list-repos-accessible-to-installation")
+def list_installation_repos(hub: DevHub, call: Call) -> Reply:
+    """The repositories the calling installation token may reach."""
+    token = call.token
+    inst = hub.state.installations.get(token.installation_id) if token and token.installation_id else None
+    if token is None or inst is None:
+        raise ApiError(403, "This endpoint requires an installation access token")
+    repos = sorted((r for r in hub.state.repos.values()
+                    if inst.covers(r) and hub.state.token_covers(token, r)), key=lambda r: r.full_name)
+    return Reply(200, {"total_count": len(repos),
+                       "repositories": [repo_json(hub.url, r) for r in paginate(call, repos)]})
+
+
+@operation("issues/list-for-repo")
+def list_issues(hub: DevHub, call: Call) -> Reply:
+    """Issues (and pull requests, as GitHub lists them) by state and labels, newest first."""
+    repo = call.the_repo
+    state = call.query.get("state", "open")
+    wanted = [name for name in call.query.get("labels", "").split(",") if name]
+    found = [i for i in repo.issues.values()
+             if (state == "all" or i.state == state) and all(w in i.labels for w in wanted)]
+    found.sort(key=lambda i: i.number, reverse=call.query.get("direction", "desc") == "desc")
+    return Reply(200, [issue_json(hub.url, repo, i) for i in paginate(call, found)])
+
+
+@operation("repos/get")
+def get_repo(hub: DevHub, call: Call) -> Reply:
+    """A repository."""
+    return Reply(200, repo_json(hub.url, call.the_repo))
+
+
+@operation("repos/get-collaborator-permission-level")
+def get_permission(hub: DevHub, call: Call) -> Reply:
+    """A user's role on a repository; unknown users are 404 as on GitHub."""
+    user = hub.state.users.get(call.params["username"])
+    if user is None:
+        raise not_found()
+    return Reply(200, permission_json(hub.url, call.the_repo, user))
+
+
+@operation("issues/create")
+def create_issue(hub: DevHub, call: Call) -> Reply:
+    """Open an issue."""
+    repo, actor = call.the_repo, call.the_actor
+    issue = hub.state.open_issue(repo, str(call.arg("title")), call.arg("body"), actor)
+    if call.arg("labels"):
+        hub.state.add_labels(repo, issue, _label_names(call.arg("labels")), actor)
+    if call.arg("assignees"):
+        hub.state.assign(repo, issue, list(call.arg("assignees")), actor)
+    return Reply(201, issue_json(hub.url, repo, issue))
+
+
+def _label_names(items: list[Any]) -> list[str]:
+    """Label names from a list of names or `{"name": ...}` objects."""
+    return [str(item["name"]) if isinstance(item, dict) else str(item) for item in items]
+
+
+def _issue(hub: DevHub, call: Call) -> Issue:
+    issue = hub.state.issue(call.the_repo, call.number("issue_number"))
+    if issue is None:
+        raise not_found()
+    return issue
+
+
+@operation("issues/get")
+def get_issue(hub: DevHub, call: Call) -> Reply:
+    """An issue (pull requests are issues too)."""
+    return Reply(200, issue_json(hub.url, call.the_repo, _issue(hub, call)))
+
+
+@operation("issues/update")
+def update_issue(hub: DevHub, call: Call) -> Reply:
+    """Edit title/body, close or reopen, replace labels or assignees."""
+    repo, actor = call.the_repo, call.the_actor
+    issue = _issue(hub, call)
+    title = call.arg("title")
+    hub.state.edit_issue(repo, issue, actor, title=None if title is None else str(title),
+                         body=call.arg("body"))
+    if call.arg("labels") is not None:
+        hub.state.set_labels(repo, issue, _label_names(call.arg("labels")), actor)
+    if call.arg("assignees") is not None:
+        hub.state.assign(repo, issue, list(call.arg("assignees")), actor)
+    if call.arg("state") is not None:
+        hub.state.set_state(repo, issue, call.arg("state"), actor, call.arg("state_reason"))
+    return Reply(200, issue_json(hub.url, repo, issue))
+
+
+@operation("issues/list-comments")
+def list_comments(hub: DevHub, call: Call) -> Reply:
+    """An issue's comments, oldest first, optionally only those updated since a time."""
+    repo, issue = call.the_repo, _issue(hub, call)
+    since = call.query.get("since")
+    comments = [c for c in issue.comments if since is None or (iso(c.updated_at) or "") >= since]
+    return Reply(200, [comment_json(hub.url, repo, issue, c) for c in paginate(call, comments)])
+
+
+@operation("issues/create-comment")
+def create_comment(hub: DevHub, call: Call) -> Reply:
+    """Comment on an issue or pull request."""
+    repo = call.the_repo
+    issue = _issue(hub, call)
+    comment = hub.state.add_comment(repo, issue, str(call.arg("body")), call.the_actor)
+    return Reply(201, comment_json(hub.url, repo, issue, comment))
+
+
+def _comment(hub: DevHub, call: Call) -> tuple[Issue, Comment]:
+    found = hub.state.comment(call.the_repo, call.number("comment_id"))
+    if found is None:
+        raise not_found()
+    return found
+
+
+@operation("issues/get-comment")
+def get_comment(hub: DevHub, call: Call) -> Reply:
+    """One issue comment."""
+    issue, comment = _comment(hub, call)
+    return Reply(200, comment_json(hub.url, call.the_repo, issue, comment))
+
+
+@operation("issues/update-comment")
+def update_comment(hub: DevHub, call: Call) -> Reply:
+    """Edit an issue comment."""
+    repo = call.the_repo
+    issue, comment = _comment(hub, call)
+    hub.state.edit_comment(repo, issue, comment, str(call.arg("body")), call.the_actor)
+    return Reply(200, comment_json(hub.url, repo, issue, comment))
+
+
+def _issue_labels(hub: DevHub, repo: Repo, issue: Issue) -> list[JSON]:
+    return [label_json(hub.url, repo, repo.labels[name]) for name in issue.labels]
+
+
+@operation("issues/list-labels-on-issue")
+def list_labels(hub: DevHub, call: Call) -> Reply:
+    """An issue's labels."""
+    issue = _issue(hub, call)
+    return Reply(200, paginate(call, _issue_labels(hub, call.the_repo, issue)))
+
+
+@operation("issues/add-labels")
+def add_labels(hub: DevHub, call: Call) -> Reply:
+    """Add labels; the answer lists all the issue's labels."""
+    repo = call.the_repo
+    raw = call.body if isinstance(call.body, list) else call.arg("labels", [])
+    issue = _issue(hub, call)
+    hub.state.add_labels(repo, issue, _label_names(raw), call.the_actor)
+    return Reply(200, _issue_labels(hub, repo, issue))
+
+
+@operation("issues/remove-label")
+def remove_label(hub: DevHub, call: Call) -> Reply:
+    """Remove one label; 404 if the issue does not carry it."""
+    repo = call.the_repo
+    issue = _issue(hub, call)
+    if not hub.state.remove_label(repo, issue, call.params["name"], call.the_actor):
+        raise not_found("Label does not exist")
+    return Reply(200, _issue_labels(hub, repo, issue))
+
+
+@operation("issues/create-label")
+def create_label(hub: DevHub, call: Call) -> Reply:
+    """Create a repository label."""
+    repo, name = call.the_repo, str(call.arg("name"))
+    if any(existing.lower() == name.lower() for existing in repo.labels):
+        raise validation_failed("Label", "already_exists", field_name="name")
+    label = hub.state.ensure_label(repo, name)
+    label.color = str(call.arg("color") or label.color).lstrip("#")
+    label.description = call.arg("description")
+    return Reply(201, label_json(hub.url, repo, label))
+
+
+@operation("reactions/create-for-issue")
+def react_to_issue(hub: DevHub, call: Call) -> Reply:
+    """React to an issue: 201 when new, 200 when this user already reacted so."""
+    issue = _issue(hub, call)
+    reaction, created = hub.state.react(issue.reactions, call.the_actor, str(call.arg("content")))
+    return Reply(201 if created else 200, reaction_json(hub.url, reaction))
+
+
+@operation("reactions/create-for-issue-comment")
+def react_to_comment(hub: DevHub, call: Call) -> Reply:
+    """React to an issue comment."""
+    _, comment = _comment(hub, call)
+    reaction, created = hub.state.react(comment.reactions, call.the_actor, str(call.arg("content")))
+    return Reply(201 if created else 200, reaction_json(hub.url, reaction))
+
+
+def _pull(hub: DevHub, call: Call) -> Issue:
+    issue = hub.state.issue(call.the_repo, call.number("pull_number"))
+    if issue is None or issue.pull is None:
+        raise not_found()
+    return issue
+
+
+@operation("pulls/list")
+def list_pulls(hub: DevHub, call: Call) -> Reply:
+    """Pull requests filtered by state, `owner:branch` head and base; newest first."""
+    repo = call.the_repo
+    state = call.query.get("state", "open")
+    head = call.query.get("head")
+    base = call.query.get("base")
+    pulls = []
+    for issue in repo.issues.values():
+        pull = issue.pull
+        if pull is None or (state != "all" and issue.state != state):
+            continue
+        if head is not None and head not in (f"{repo.owner.login}:{pull.head}", pull.head):
+            continue
+        if base is not None and pull.base != base:
+            continue
+        pulls.append(issue)
+    pulls.sort(key=lambda i: i.number, reverse=call.query.get("direction", "desc") == "desc")
+    return Reply(200, [pull_json(hub.url, repo, i) for i in paginate(call, pulls)])
+
+
+@operation("pulls/create")
+def create_pull(hub: DevHub, call: Call) -> Reply:
+    """Open a pull request from a branch of the same repository."""
+    repo = call.the_repo
+    head, base = _head_branch(repo, str(call.arg("head"))), str(call.arg("base"))
+    head_sha = hub.git.resolve(repo.owner.login, repo.name, f"refs/heads/{head}")
+    if head_sha is None:
+        raise validation_failed("PullRequest", "invalid", field_name="head")
+    if hub.git.resolve(repo.owner.login, repo.name, f"refs/heads/{base}") is None:
+        raise validation_failed("PullRequest", "invalid", field_name="base")
+    if _open_pull_for(repo, head) is not None:
+        raise validation_failed("PullRequest", "custom",
+                                message=f"A pull request already exists for {repo.owner.login}:{head}.")
+    info = hub.pull_info(repo, head, base, draft=bool(call.arg("draft", False)))
+    if info.commits == 0:
+        raise validation_failed("PullRequest", "custom", message=f"No commits between {base} and {head}")
+    if call.arg("title") is None:
+        raise validation_failed("PullRequest", "missing_field", field_name="title")
+    info.maintainer_can_modify = bool(call.arg("maintainer_can_modify", False))
+    issue = hub.state.open_issue(repo, str(call.arg("title")), call.arg("body"), call.the_actor, info)
+    return Reply(201, pull_json(hub.url, repo, issue))
+
+
+def _head_branch(repo: Repo, head: str) -> str:
+    """The branch of `head`, which may be `owner:branch`; forks are not modelled."""
+    owner, sep, branch = head.partition(":")
+    if not sep:
+        return head
+    if owner.lower() != repo.owner.login.lower():
+        raise validation_failed("PullRequest", "invalid", field_name="head")
+    return branch
+
+
+def _open_pull_for(repo: Repo, head: str) -> Issue | None:
+    return next((i for i in repo.issues.values()
+                 if i.pull is not None and i.state == "open" and i.pull.head == head), None)
+
+
+@operation("pulls/get")
+def get_pull(hub: DevHub, call: Call) -> Reply:
+    """A pull request, or its diff with `Accept: application/vnd.github.diff`."""
+    repo, issue = call.the_repo, _pull(hub, call)
+    accept = call.headers.get("accept", "")
+    if "diff" in accept or "patch" in accept:
+        assert issue.pull is not None
+        text = hub.git.git(repo.owner.login, repo.name, "diff", "-M",
+                           f"{issue.pull.base_sha}...{issue.pull.head_sha}")
+        return Reply(200, raw=text, headers={"Content-Type": "application/vnd.github.diff; charset=utf-8"})
+    return Reply(200, pull_json(hub.url, repo, issue))
+
+
+@operation("pulls/update")
+def update_pull(hub: DevHub, call: Call) -> Reply:
+    """Edit a pull request's title, body, base or state."""
+    repo, actor = call.the_repo, call.the_actor
+    issue = _pull(hub, call)
+    assert issue.pull is not None
+    title = call.arg("title")
+    hub.state.edit_issue(repo, issue, actor, title=None if title is None else str(title),
+                         body=call.arg("body"))
+    if call.arg("base") is not None and call.arg("base") != issue.pull.base:
+        if hub.git.resolve(repo.owner.login, repo.name, f"refs/heads/{call.arg('base')}") is None:
+            raise validation_failed("PullRequest", "invalid", field_name="base")
+        issue.pull = hub.pull_info(repo, issue.pull.head, str(call.arg("base")), draft=issue.pull.draft)
+    if call.arg("state") is not None:
+        hub.state.set_state(repo, issue, str(call.arg("state")), actor)
+    return Reply(200, pull_json(hub.url, repo, issue))
+
+
+@operation("pulls/list-files")
+def list_pull_files(hub: DevHub, call: Call) -> Reply:
+    """The files a pull request changes, from `git diff base...head`."""
+    repo, issue = call.the_repo, _pull(hub, call)
+    assert issue.pull is not None
+    files = hub.git.diff(repo.owner.login, repo.name, issue.pull.base_sha, issue.pull.head_sha)
+    return Reply(200, [_diff_entry(hub.url, repo, issue.pull.head_sha, f) for f in paginate(call, files)])
+
+
+def _diff_entry(base: str, repo: Repo, head_sha: str, diff: DiffFile) -> JSON:
+    entry: JSON = {
+        "sha": diff.sha or "0" * 40,
+        "filename": diff.filename,
+        "status": diff.status,
+        "additions": diff.additions,
+        "deletions": diff.deletions,
+        "changes": diff.changes,
+        "blob_url": f"{base}/{repo.full_name}/blob/{head_sha}/{diff.filename}",
+        "raw_url": f"{base}/{repo.full_name}/raw/{head_sha}/{diff.filename}",
+        "contents_url": f"{base}/repos/{repo.full_name}/contents/{diff.filename}?ref={head_sha}",
+    }
+    if diff.patch is not None:
+        entry["patch"] = diff.patch
+    if diff.previous_filename is not None:
+        entry["previous_filename"] = diff.previous_filename
+    return entry
+
+
+@operation("pulls/list-reviews")
+def list_reviews(hub: DevHub, call: Call) -> Reply:
+    """A pull request's reviews, oldest first."""
+    repo, issue = call.the_repo, _pull(hub, call)
+    return Reply(200, [review_json(hub.url, repo, issue, r) for r in paginate(call, issue.reviews)])
+
+
+@operation("pulls/list-review-comments")
+def list_review_comments(hub: DevHub, call: Call) -> Reply:
+    """All inline review comments of a pull request."""
+    repo, issue = call.the_repo, _pull(hub, call)
+    comments = [c for r in issue.reviews for c in r.comments]
+    return Reply(200, [review_comment_json(hub.url, repo, issue, c) for c in paginate(call, comments)])
+
+
+_REVIEW_STATES = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
+
+
+@operation("pulls/create-review")
+def create_review(hub: DevHub, call: Call) -> Reply:
+    """Submit a review (or leave it pending without `event`) with inline comments."""
+    repo, actor = call.the_repo, call.the_actor
+    issue = _pull(hub, call)
+    review = hub.build_review(repo, issue, actor, call.arg("event"), call.arg("body") or "",
+                              call.arg("commit_id"), call.arg("comments") or [])
+    hub.state.submit_review(repo, issue, review)
+    return Reply(200, review_json(hub.url, repo, issue, review))
+
+
+@operation("repos/get-content")
+def get_content(hub: DevHub, call: Call) -> Reply:
+    """A file (base64) or a directory listing at a ref (default branch by default)."""
+    repo = call.the_repo
+    ref = call.query.get("ref") or repo.default_branch
+    owner, name = repo.owner.login, repo.name
+    commit = hub.git.resolve(owner, name, ref)
+    path = call.params["path"].strip("/")
+    entry = hub.git.entry(owner, name, commit, path) if commit else None
+    if commit is None or entry is None:
+        raise not_found()
+    if entry.kind == "tree":
+        listing = hub.git.listdir(owner, name, commit, path)
+        return Reply(200, [_content_json(hub.url, repo, ref, e, None) for e in listing])
+    data = hub.git.read_blob(owner, name, entry.sha)
+    if "raw" in call.headers.get("accept", ""):
+        return Reply(200, raw=data, headers={"Content-Type": "application/vnd.github.raw"})
+    return Reply(200, _content_json(hub.url, repo, ref, entry, data))
+
+
+def _content_json(base: str, repo: Repo, ref: str, entry: TreeEntry, data: bytes | None) -> JSON:
+    api = f"{base}/repos/{repo.full_name}/contents/{entry.path}?ref={ref}"
+    html = f"{base}/{repo.full_name}/{'tree' if entry.kind == 'tree' else 'blob'}/{ref}/{entry.path}"
+    git = f"{base}/repos/{repo.full_name}/git/{'trees' if entry.kind == 'tree' else 'blobs'}/{entry.sha}"
+    kind = {"tree": "dir", "commit": "submodule"}.get(entry.kind, "file")
+    body: JSON = {
+        "type": kind,
+        "size": entry.size,
+        "name": entry.path.rsplit("/", 1)[-1],
+        "path": entry.path,
+        "sha": entry.sha,
+        "url": api,
+        "git_url": git,
+        "html_url": html,
+        "download_url": f"{base}/{repo.full_name}/raw/{ref}/{entry.path}" if kind == "file" else None,
+        "_links": {"self": api, "git": git, "html": html},
+    }
+    if data is not None:
+        encoded = base64.b64encode(data).decode()
+        # GitHub wraps base64 content at 60 columns.
+        body["content"] = "\n".join(encoded[i : i + 60] for i in range(0, len(encoded), 60)) + "\n"
+        body["encoding"] = "base64"
+    return body
+
+
+@operation("git/get-ref")
+def get_ref(hub: DevHub, call: Call) -> Reply:
+    """A fully-qualified ref (`heads/x`, `tags/y`)."""
+    repo = call.the_repo
+    ref = f"refs/{call.params['ref'].strip('/')}"
+    sha = hub.git.resolve(repo.owner.login, repo.name, ref)
+    if sha is None or not ref.startswith(("refs/heads/", "refs/tags/")):
+        raise not_found()
+    api = f"{hub.url}/repos/{repo.full_name}/git/{ref}"
+    return Reply(200, {
+        "ref": ref,
+        "node_id": node_id("REF", zlib.crc32(f"{repo.full_name}:{ref}".encode()) % 10**8),
+        "url": api,
+        "object": {"type": "commit", "sha": sha,
+                   "url": f"{hub.url}/repos/{repo.full_name}/git/commits/{sha}"},
+    })
+
+
+# --------------------------------------------------------------------------- authentication
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the App itself (JWT), a token holder, or nobody."""
+
+    kind: str  # "app" | "token" | "anonymous"
+    token: Token | None = None
+
+
+def verify_app_jwt(raw: str, public_pem: str, app_id: int, now: float) -> str | None:
+    """Why GitHub would refuse this App JWT, or None if it is acceptable."""
+    try:
+        claims = jwt.decode(raw, public_pem, algorithms=["RS256"],
+                            options={"verify_exp": False, "verify_iat": False,
+                                     "require": ["iat", "exp", "iss"]})
+    except jwt.InvalidTokenError:
+        return "A JSON web token could not be decoded"
+    if str(claims["iss"]) != str(app_id):
+        return "'Issuer' claim ('iss') must be an Integer"
+    if not isinstance(claims["exp"], int | float) or claims["exp"] <= now:
+        return ("'Expiration time' claim ('exp') must be a numeric value representing the "
+                "future time at which the assertion expires")
+    if not isinstance(claims["iat"], int | float) or claims["iat"] > now + CLOCK_DRIFT_S:
+        return "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued"
+    if claims["exp"] - now > JWT_MAX_LIFETIME_S + CLOCK_DRIFT_S:
+        return "'Expiration time' claim ('exp') is too far in the future"
+    return None
+
+
+def _random_alnum(length: int) -> str:
+    """Random letters and digits, the alphabet of GitHub's token bodies (secret scanners rely on it)."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def _credentials(headers: Mapping[str, str]) -> str | None:
+    """The credential of `Authorization: token X` / `Bearer X`."""
+    value = headers.get("authorization", "")
+    scheme, _, credential = value.partition(" ")
+    if scheme.lower() in ("token", "bearer") and credential.strip():
+        return credential.strip()
+    return None
+
+
+# --------------------------------------------------------------------------------- DevHub
+
+
+class DevHub:
+    """A local GitHub: REST subset, git smart-HTTP and signed webhooks, all in one process."""
+
+    def __init__(self, root: Path, *, app_id: int, app_public_key_pem: str, webhook_secret: str,
+                 webhook_url: str | None = None, app_slug: str = "nightcrew",
+                 host: str = "127.0.0.1", port: int = 0,
+                 token_ttl: timedelta = timedelta(hours=1),
+                 app_permissions: dict[str, str] | None = None) -> None:
+        self.root = Path(root)
+        self.app_id = app_id
+        self.app_slug = app_slug
+        self.webhook_secret = webhook_secret
+        self.token_ttl = token_ttl
+        self.app_permissions = dict(app_permissions or DEFAULT_APP_PERMISSIONS)
+        self.violations: list[str] = []
+        self.requests: list[RecordedRequest] = []
+        self.state = HubState()
+        self.state.on_event = self._publish
+        self.git = GitStore(self.root / "git")
+        self.spec = OpenAPISpec.load()
+        self._public_pem = app_public_key_pem
+        self._host, self._port = host, port
+        self._deliverer = Deliverer(webhook_secret, webhook_url, app_id=app_id)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._record_lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self._holds: list[Hold] = []
+        self.bot = self.state.user(f"{app_slug}[bot]", "Bot")
+        self.app = create_app(self)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. `http://127.0.0.1:53817` (REST at `/`, git at `/{o}/{r}.git`)."""
+        return self.state.base_url or f"http://{self._host}:{self._port}"
+
+    @property
+    def webhook_url(self) -> str | None:
+        """Where webhooks go; may be changed at any time."""
+        return self._deliverer.url
+
+    @webhook_url.setter
+    def webhook_url(self, value: str | None) -> None:
+        self._deliverer.url = value
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every delivery attempt so far, in order."""
+        return list(self._deliverer.records)
+
+    def start(self) -> str:
+        """Serve in a daemon thread; return the base URL (port 0 picks a free port)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self._port))
+        self._port = sock.getsockname()[1]
+        self.state.base_url = f"http://{self._host}:{self._port}"
+        config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off",
+                                timeout_keep_alive=30)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name="devhub-http", daemon=True)
+        self._thread.start()
+        self._deliverer.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("devhub did not start")
+            time.sleep(0.01)
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving and delivering."""
+        self.release_holds()
+        self._deliverer.stop()
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @staticmethod
+    def generate_app_keypair() -> tuple[str, str]:
+        """A fresh RSA-2048 App key: (private PEM in GitHub's PKCS#1 form, public PEM)."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.TraditionalOpenSSL,
+                                    serialization.NoEncryption()).decode()
+        public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        return private, public
+
+    # -- the people's UI -----------------------------------------------------------------------
+
+    def install(self, owner: str, repos: list[str] | None = None) -> int:
+        """Install the App on `owner` (all repos, or the named ones); return the installation id."""
+        inst = self.state.install(self.state.user(owner), repos, self.app_permissions,
+                                  self.app_id, self.app_slug)
+        return inst.id
+
+    def create_repo(self, owner: str, name: str, files: Mapping[str, str | bytes], *,
+                    default_branch: str = "main") -> JSON:
+        """Create a private repository with one commit holding `files`."""
+        with self.state.lock:
+            if self.state.repo(owner, name) is not None:
+                raise ValueError(f"repository {owner}/{name} exists")
+            self.git.create(owner, name, files, default_branch)
+            repo = self.state.add_repo(owner, name, default_branch)
+            # octocat is the stand-in's resident human; it may do anything anywhere.
+            repo.permissions.setdefault("octocat", "admin")
+            repo.branch_heads = self.git.branches(owner, name)
+            return repo_json(self.url, repo)
+
+    def set_permission(self, owner: str, repo: str, user: str, level: PermissionLevel) -> None:
+        """Give `user` a role on the repository ("none" removes it)."""
+        if level not in PERMISSION_LEVELS:
+            raise ValueError(f"unknown permission level {level!r}")
+        self.state.user(user)
+        self._repo(owner, repo).permissions[user] = level
+
+    def create_issue(self, owner: str, repo: str, title: str, body: str = "", *,
+                     user: str = "octocat", labels: list[str] | None = None) -> int:
+        """Open an issue as `user`; return its number."""
+        the_repo, actor = self._repo(owner, repo), self.state.user(user)
+        with self.state.lock:
+            issue = self.state.open_issue(the_repo, title, body, actor)
+            if labels:
+                self.state.add_labels(the_repo, issue, labels, actor)
+            return issue.number
+
+    def add_label(self, owner: str, repo: str, number: int, label: str, *, actor: str = "octocat") -> None:
+        """Label an issue or pull request as `actor`."""
+        the_repo = self._repo(owner, repo)
+        self.state.add_labels(the_repo, self._issue(the_repo, number), [label], self.state.user(actor))
+
+    def remove_label(self, owner: str, repo: str, number: int, label: str, *, actor: str = "octocat") -> None:
+        """Remove a label as `actor`."""
+        the_repo = self._repo(owner, repo)
+        self.state.remove_label(the_repo, self._issue(the_repo, number), label, self.state.user(actor))
+
+    def add_comment(self, owner: str, repo: str, number: int, body: str, *, actor: str = "octocat") -> int:
+        """Comment as `actor`; return the comment id."""
+        the_repo = self._repo(owner, repo)
+        issue = self._issue(the_repo, number)
+        return self.state.add_comment(the_repo, issue, body, self.state.user(actor)).id
+
+    def edit_comment(self, owner: str, repo: str, comment_id: int, body: str, *, actor: str = "octocat") -> None:
+        """Edit a comment as `actor`."""
+        the_repo = self._repo(owner, repo)
+        found = self.state.comment(the_repo, comment_id)
+        if found is None:
+            raise KeyError(f"no comment {comment_id} in {owner}/{repo}")
+        self.state.edit_comment(the_repo, found[0], found[1], body, self.state.user(actor))
+
+    def close_issue(self, owner: str, repo: str, number: int, *, actor: str = "octocat") -> None:
+        """Close an issue or pull request as `actor`."""
+        the_repo = self._repo(owner, repo)
+        self.state.set_state(the_repo, self._issue(the_repo, number), "closed", self.state.user(actor))
+
+    def user_token(self, login: str) -> str:
+        """A personal access token (`ghp_`) acting as `login` over REST and git."""
+        token = Token("ghp_" + _random_alnum(36), None, user=self.state.user(login))
+        with self.state.lock:
+            self.state.tokens[token.value] = token
+        return token.value
+
+    def expire_tokens(self) -> None:
+        """Expire every installation token now (to test what happens when one runs out)."""
+        with self.state.lock:
+            for token in self.state.tokens.values():
+                if token.installation_id is not None:
+                    token.expires_at = utcnow() - timedelta(seconds=1)
+
+    # -- readers -----------------------------------------------------------------------------
+
+    def issue(self, owner: str, repo: str, number: int) -> JSON:
+        """A plain view of an issue: labels by name, comments with edits and reactions."""
+        the_repo = self._repo(owner, repo)
+        with self.state.lock:
+            issue = self._issue(the_repo, number)
+            return {
+                "number": issue.number,
+                "title": issue.title,
+                "body": issue.body,
+                "state": issue.state,
+                "user": issue.user.login,
+                "labels": list(issue.labels),
+                "assignees": [u.login for u in issue.assignees],
+                "is_pull": issue.pull is not None,
+                "reactions": [r.content for r in issue.reactions],
+                "comments": [
+                    {"id": c.id, "body": c.body, "user": c.user.login, "edits": c.edits,
+                     "reactions": [r.content for r in c.reactions]}
+                    for c in issue.comments
+                ],
+            }
+
+    def pulls(self, owner: str, repo: str) -> list[JSON]:
+        """A plain view of every pull request, with reviews and inline comments."""
+        the_repo = self._repo(owner, repo)
+        with self.state.lock:
+            return [self._pull_view(i) for i in the_repo.issues.values() if i.pull is not None]
+
+    def _pull_view(self, issue: Issue) -> JSON:
+        pull = issue.pull
+        assert pull is not None
+        return {
+            "number": issue.number, "title": issue.title, "body": issue.body, "state": issue.state,
+            "user": issue.user.login, "head": pull.head, "base": pull.base, "head_sha": pull.head_sha,
+            "base_sha": pull.base_sha, "draft": pull.draft, "merged": pull.merged,
+            "labels": list(issue.labels),
+            "reviews": [
+                {"id": r.id, "user": r.user.login, "state": r.state, "body": r.body,
+                 "commit_id": r.commit_id,
+                 "comments": [{"path": c.path, "line": c.line, "side": c.side, "body": c.body}
+                              for c in r.comments]}
+                for r in issue.reviews
+            ],
+        }
+
+    def branches(self, owner: str, repo: str) -> dict[str, str]:
+        """Branch → head sha, read from the bare repository."""
+        self._repo(owner, repo)
+        return self.git.branches(owner, repo)
+
+    def file_at(self, owner: str, repo: str, ref: str, path: str) -> str:
+        """The text of `path` at `ref`."""
+        self._repo(owner, repo)
+        return self.git.git(owner, repo, "show", f"{ref}:{path.lstrip('/')}").decode()
+
+    def wait_deliveries(self, timeout: float = 10) -> bool:
+        """Wait until every queued webhook was attempted; False on timeout."""
+        return self._deliverer.wait(timeout)
+
+    def redeliver(self, delivery_id: str) -> None:
+        """Send a past delivery again (same id and body), as GitHub's "Redeliver" does."""
+        self._deliverer.redeliver(delivery_id)
+
+    # -- used by handlers ----------------------------------------------------------------------
+
+    def _repo(self, owner: str, name: str) -> Repo:
+        repo = self.state.repo(owner, name)
+        if repo is None:
+            raise KeyError(f"no repository {owner}/{name}")
+        return repo
+
+    def _issue(self, repo: Repo, number: int) -> Issue:
+        issue = self.state.issue(repo, number)
+        if issue is None:
+            raise KeyError(f"no issue #{number} in {repo.full_name}")
+        return issue
+
+    def mint_installation_token(self, installation_id: int, repos: list[str] | None) -> Token:
+        """A new `ghs_` token for the installation."""
+        token = Token("ghs_" + _random_alnum(36), utcnow() + self.token_ttl,
+                      installation_id=installation_id, repos=repos)
+        with self.state.lock:
+            self.state.tokens[token.value] = token
+        return token
+
+    def pull_info(self, repo: Repo, head: str, base: str, *, draft: bool) -> PullInfo:
+        """Git facts of a head/base pair: tips, commit count, diff size."""
+        owner, name = repo.owner.login, repo.name
+        head_sha = self.git.resolve(owner, name, f"refs/heads/{head}") or ""
+        base_sha = self.git.resolve(owner, name, f"refs/heads/{base}") or ""
+        files = self.git.diff(owner, name, base_sha, head_sha)
+        return PullInfo(
+            head=head, base=base, head_sha=head_sha, base_sha=base_sha, draft=draft,
+            commits=self.git.count_commits(owner, name, base_sha, head_sha),
+            additions=sum(f.additions for f in files), deletions=sum(f.deletions for f in files),
+            changed_files=len(files),
+        )
+
+    def build_review(self, repo: Repo, issue: Issue, actor: User, event: str | None, body: str,
+                     commit_id: str | None, comments: list[JSON]) -> Review:
+        """A review, checked the way GitHub checks one (own PR, body, diff lines)."""
+        pull = issue.pull
+        assert pull is not None
+        if event in ("APPROVE", "REQUEST_CHANGES") and actor == issue.user:
+            verb = "approve" if event == "APPROVE" else "request changes on"
+            raise unprocessable(f"Can not {verb} your own pull request")
+        if event in ("REQUEST_CHANGES", "COMMENT") and not body and not comments:
+            raise unprocessable(f"Review body is required for event {event}")
+        sha = commit_id or pull.head_sha
+        if commit_id and self.git.resolve(repo.owner.login, repo.name, commit_id) is None:
+            raise unprocessable("Commit not found")
+        review_id = self.state.next_id()
+        files = {f.filename: f for f in self.git.diff(repo.owner.login, repo.name, pull.base_sha, sha)}
+        inline = [self._review_comment(review_id, actor, sha, files, c) for c in comments]
+        submitted = None if event is None else utcnow()
+        state = _REVIEW_STATES.get(event or "", "PENDING")
+        return Review(review_id, issue.number, actor, body, state, sha, submitted, inline)
+
+    def _review_comment(self, review_id: int, actor: User, sha: str, files: dict[str, DiffFile],
+                        raw: JSON) -> ReviewComment:
+        diff = files.get(str(raw.get("path")))
+        if diff is None:
+            raise unprocessable("Path could not be resolved")
+        side = str(raw.get("side") or "RIGHT")
+        line: int | None = raw.get("line")
+        if line is None and raw.get("position") is not None:
+            line = diff.line_at(int(raw["position"]), side)
+        position = None if line is None else diff.position_of(line, side)
+        if line is None or position is None:
+            raise unprocessable("Pull request review thread line must be part of the diff")
+        start: int | None = raw.get("start_line")
+        start_side = str(raw.get("start_side") or side)
+        if start is not None and (start >= line or start not in diff.commentable_lines(start_side)):
+            raise unprocessable("Pull request review thread start line must be part of the diff")
+        return ReviewComment(
+            id=self.state.next_id(), review_id=review_id, user=actor, path=diff.filename,
+            body=str(raw.get("body", "")), commit_id=sha, diff_hunk=diff.hunk_until(line, side),
+            line=line, side=side, start_line=start,
+            start_side=start_side if start is not None else None, position=position,
+            created_at=utcnow(),
+        )
+
+    def after_push(self, owner: str, name: str, pusher: User) -> None:
+        """Refresh branch state after a receive-pack; a moved PR head is a `synchronize`."""
+        with self.state.lock:
+            repo = self._repo(owner, name)
+            heads = self.git.branches(owner, name)
+            repo.branch_heads, repo.pushed_at = heads, utcnow()
+            for issue in repo.issues.values():
+                pull = issue.pull
+                if pull is None or issue.state != "open" or pull.head not in heads:
+                    continue
+                if heads[pull.head] != pull.head_sha or heads.get(pull.base, pull.base_sha) != pull.base_sha:
+                    fresh = self.pull_info(repo, pull.head, pull.base, draft=pull.draft)
+                    fresh.maintainer_can_modify = pull.maintainer_can_modify
+                    self.state.update_pull_refs(repo, issue, fresh, pusher)
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    def _publish(self, event: HubEvent) -> None:
+        """Queue the webhook for a change (called under the state lock, so order is kept)."""
+        objects = dict(event.objects)
+        if event.repo is not None:
+            inst = self.state.installation_for(event.repo)
+            if inst is None:
+                return  # GitHub only tells an App about repositories it is installed on
+            objects["repository"] = repo_json(self.url, event.repo)
+            objects["installation"] = {"id": inst.id, "node_id": node_id("MDIz", inst.id)}
+        objects["sender"] = user_json(self.url, event.sender)
+        payload = build_payload(event.name, event.action, objects)
+        for problem in webhook_errors(event.name, payload):
+            self._violation("WEBHOOK", f"{event.name}.{event.action}", problem)
+        self._deliverer.enqueue(event.name, event.action, payload)
+
+    # -- REST entry point ------------------------------------------------------------------------
+
+    def handle(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str],
+               raw_body: bytes) -> Reply:
+        """Answer one REST request like GitHub, recording the request and any violation."""
+        if not self._wait_hold(method, path):
+            route = self.spec.match(method, path)
+            self._record(RecordedRequest(method, path, 502, route.operation_id if route else None,
+                                         None, applied=False, fault="held-not-applied"))
+            return ApiError(502, "Server Error").reply()
+        fault = self._fault_for(method, path, headers)
+        if fault is not None and not fault.applied:
+            reply = fault.reply()
+            route = self.spec.match(method, path)
+            self._record(RecordedRequest(method, path, reply.status,
+                                         route.operation_id if route else None, None,
+                                         applied=False, fault=fault.name))
+            return reply
+        reply, operation_id, actor = self._answer(method, path, query, headers, raw_body)
+        applied = reply.status < 400
+        if fault is not None:  # the work is done; only the answer fails
+            reply = fault.reply()
+        self._record(RecordedRequest(method, path, reply.status, operation_id, actor,
+                                     applied=applied, fault=fault.name if fault else None))
+        return reply
+
+    def _answer(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str],
+                raw_body: bytes) -> tuple[Reply, str | None, str | None]:
+        """Route, authorize, validate and run one request: (reply, operation id, actor)."""
+        route = self.spec.match(method, path)
+        operation_id = route.operation_id if route else None
+        call: Call | None = None
+        try:
+            if route is None or route.operation_id not in HANDLERS:
+                why = "no such operation in GitHub's API" if route is None else "not implemented by devhub"
+                self._violation(method, path, why)
+                raise not_found()
+            call = Call(method, path, route.operation_id, dict(route.params), query, headers,
+                        self._parse_body(method, path, raw_body))
+            self._authorize(call)
+            check = self.spec.check_request(method, path, call.body, query)
+            if check.errors:
+                self._violation(method, path, "; ".join(check.errors))
+                raise ApiError(422, "Validation Failed",
+                               errors=[{"resource": "Request", "code": "invalid", "message": e}
+                                       for e in check.errors])
+            with self.state.lock:  # handlers read and render shared state; git work is quick
+                reply = HANDLERS[route.operation_id](self, call)
+        except ApiError as error:
+            reply = error.reply()
+        except Exception as error:  # the server boundary: a stand-in bug must be seen, not retried
+            log.debug("devhub bug on %s %s", method, path, exc_info=True)
+            self._violation(method, path, f"devhub bug: {type(error).__name__}: {error}")
+            reply = ApiError(500, "Server Error").reply()
+        self._check_reply(method, path, reply)
+        actor = call.actor.login if call is not None and call.actor is not None else None
+        return reply, operation_id, actor
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._record_lock:
+            self.requests.append(request)
+
+    def _fault_for(self, method: str, path: str, headers: Mapping[str, str]) -> Fault | None:
+        """The injected fault that answers this request, if any (the first in force that does).
+
+        Fault answers are not checked against the OpenAPI description: GitHub's description
+        leaves out 429, 502, 503 and 401 on most operations although GitHub documents and sends
+        them (rate limits: "403 or 429 ... retry-after"; 5xx on any endpoint; 401 for a bad or
+        expired token). Each answer has GitHub's `{message, documentation_url}` shape.
+        """
+        credential = _credentials(headers)
+        with self._record_lock:
+            for fault in self._faults:
+                if fault.matches(method, path, credential) and fault.take():
+                    break
+            else:
+                return None
+        if fault.status == 401 and credential is not None:
+            with self.state.lock:  # the token is dead from now on, as an expired one would be
+                token = self.state.tokens.get(credential)
+                if token is not None:
+                    token.expires_at = utcnow() - timedelta(seconds=1)
+        return fault
+
+    # -- fault injection -------------------------------------------------------------------------
+
+    def inject(self, *faults: Fault) -> Injection:
+        """Put faults in force (checked in order, before any earlier ones still in force).
+
+        Use as ``with hub.inject(Fault(502, "POST", r"/repos/.*/comments", applied=True)):`` or
+        keep the returned `Injection` and call ``remove()``; ``clear_faults()`` drops them all.
+        """
+        with self._record_lock:
+            self._faults[:0] = faults
+        return Injection(self, list(faults))
+
+    def remove_faults(self, faults: list[Fault]) -> None:
+        """Withdraw the given faults."""
+        with self._record_lock:
+            self._faults = [f for f in self._faults if all(f is not g for g in faults)]
+
+    def clear_faults(self) -> None:
+        """Withdraw every fault."""
+        with self._record_lock:
+            self._faults = []
+
+    def hold(self, *holds: Hold) -> Hold:
+        """Put holds in force (checked before faults); returns the first. See `Hold`."""
+        with self._record_lock:
+            self._holds.extend(holds)
+        return holds[0]
+
+    def release_holds(self, *, apply: bool = True) -> None:
+        """Release every hold and withdraw it (`stop()` does this, so no handler stays blocked)."""
+        with self._record_lock:
+            holds, self._holds = self._holds, []
+        for held in holds:
+            held.release(apply=apply)
+
+    def _wait_hold(self, method: str, path: str, refs: tuple[str, ...] | None = None) -> bool:
+        """Wait out the hold this request falls under, if any; False: answer without applying.
+
+        ``refs``: the refs a git push updates (None for any other request).
+        """
+        with self._record_lock:
+            candidates = [h for h in self._holds if not h.spent and h.matches(method, path, refs)]
+        # `when` may look at the hub (its state lock), so it is asked outside the record lock.
+        for hold in candidates:
+            if hold.when is not None and not hold.when():
+                continue
+            with self._record_lock:
+                if hold.take(method, path, refs):
+                    return hold.wait()
+        return True
+
+    def holds_pushes_by_ref(self) -> bool:
+        """Whether a hold in force needs to know which refs a push updates."""
+        with self._record_lock:
+            return any(h.refs is not None and not h.spent for h in self._holds)
+
+    def requests_for(self, operation_id: str) -> list[RecordedRequest]:
+        """The recorded requests of one operation, in order (e.g. ``"issues/create-comment"``)."""
+        with self._record_lock:
+            return [r for r in self.requests if r.operation_id == operation_id]
+
+    def _parse_body(self, method: str, path: str, raw: bytes) -> Any:
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            self._violation(method, path, "body is not JSON")
+            raise ApiError(400, "Problems parsing JSON") from None
+
+    def _authorize(self, call: Call) -> None:
+        """Set the caller and repository of `call`, or raise GitHub's 401/403/404."""
+        principal = self._principal(call.headers)
+        if call.operation_id in APP_OPERATIONS:
+            if principal.kind != "app":
+                raise ApiError(401, "A JSON web token could not be decoded")
+            return
+        if principal.kind == "app":
+            raise ApiError(403, "Resource not accessible by integration")
+        if principal.token is None:
+            if call.method == "GET":
+                raise not_found()
+            raise ApiError(401, "Requires authentication")
+        token = principal.token
+        call.token = token
+        call.actor = token.user or self.bot
+        if "owner" in call.params and "repo" in call.params:
+            repo = self.state.repo(call.params["owner"], call.params["repo"])
+            if repo is None or not self.state.token_covers(token, repo):
+                raise not_found()
+            call.repo = repo
+
+    def _principal(self, headers: Mapping[str, str]) -> Principal:
+        credential = _credentials(headers)
+        if credential is None:
+            return Principal("anonymous")
+        if credential.count(".") == 2 and not credential.startswith(("ghs_", "ghp_")):
+            problem = verify_app_jwt(credential, self._public_pem, self.app_id, time.time())
+            if problem is not None:
+                raise ApiError(401, problem)
+            return Principal("app")
+        token = self.state.live_token(credential)
+        if token is None:
+            raise ApiError(401, "Bad credentials")
+        return Principal("token", token)
+
+    def _check_reply(self, method: str, path: str, reply: Reply) -> None:
+        """Record where the stand-in's own answer does not fit GitHub's description."""
+        if reply.raw is not None or reply.status in (400, 401, 500) or self.spec.match(method, path) is None:
+            return  # raw media types, and errors raised before routing/auth, have no schema here
+        for problem in self.spec.check_response(method, path, reply.status, reply.body):
+            # GitHub's description omits many error statuses GitHub really returns (e.g. 404 on
+            # list-reviews); only a *successful* answer outside the description is a stand-in bug.
+            if reply.status >= 400 and "is not a declared response" in problem:
+                continue
+            self._violation(method, path, f"response {reply.status}: {problem}")
+
+    def _violation(self, method: str, path: str, problem: str) -> None:
+        log.debug("devhub violation: %s %s: %s", method, path, problem)
+        with self._record_lock:
+            self.violations.append(f"{method} {path}: {problem}")
+
+    # -- git smart-HTTP ------------------------------------------------------------------------
+
+    def git_user(self, owner: str, name: str, authorization: str) -> User | None:
+        """The user a git request acts as (Basic auth, token as password), or None."""
+        scheme, _, encoded = authorization.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            _, _, password = base64.b64decode(encoded).decode().partition(":")
+        except ValueError:
+            return None
+        token = self.state.live_token(unquote(password))
+        repo = self.state.repo(owner, name)
+        if token is None or repo is None or not self.state.token_covers(token, repo):
+            return None
+        return token.user or self.bot
+
+
+def create_app(hub: DevHub) -> FastAPI:
+    """The ASGI app: git smart-HTTP under `/{owner}/{repo}.git/`, REST everywhere else."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.api_route("/{full_path:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
+    async def dispatch(request: Request, full_path: str) -> Response:
+        raw_path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        git_target = split_git_path(request.url.path)
+        if git_target is not None:
+            return await _git(hub, request, *git_target)
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        reply = await run_in_threadpool(hub.handle, request.method, raw_path.split("?", 1)[0],
+                                        dict(request.query_params), headers, body)
+        return _to_response(reply)
+
+    return app
+
+
+def _to_response(reply: Reply) -> Response:
+    headers = {
+        "X-GitHub-Media-Type": "github.v3; format=json",
+        "X-RateLimit-Limit": "5000",
+        "X-RateLimit-Remaining": "4999",
+        "X-RateLimit-Used": "1",
+        "X-RateLimit-Resource": "core",
+        "X-RateLimit-Reset": str(int(time.time()) + 3600),
+        **reply.headers,
+    }
+    if reply.raw is not None:
+        return Response(reply.raw, status_code=reply.status, headers=headers)
+    content = b"" if reply.body is None else json.dumps(reply.body).encode()
+    return Response(content, status_code=reply.status, headers=headers, media_type=JSON_MEDIA)
+
+
+async def _git(hub: DevHub, request: Request, owner: str, name: str, service: str) -> Response:
+    """One smart-HTTP request; private repos need a token as the Basic-auth password."""
+    user = hub.git_user(owner, name, request.headers.get("authorization", ""))
+    if user is None:
+        return Response("Authentication failed\n", status_code=401,
+                        headers={"WWW-Authenticate": 'Basic realm="GitHub"'})
+    refs = None
+    if service == "git-receive-pack" and request.method == "POST" and hub.holds_pushes_by_ref():
+        # Read whole (only while such a hold is in force): the body is replayed to git after.
+        refs = pushed_refs(await request.body(), request.headers.get("content-encoding"))
+    if not await run_in_threadpool(hub._wait_hold, request.method, request.url.path, refs):
+        return Response("held and not applied\n", status_code=502)
+    env = cgi_environment(request, hub.git, owner, name, service, user.login)
+    writes = service == "git-receive-pack" and request.method == "POST"
+
+    async def refresh() -> None:
+        await run_in_threadpool(hub.after_push, owner, name, user)
+
+    return await serve_git(request, env, refresh if writes else None)

@@ -1,0 +1,1 @@
+"""Ingress: the webhook endpoint, signatures, event parsing, routing and the Redis inbox."""

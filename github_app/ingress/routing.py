@@ -1,0 +1,360 @@
+"""Routing: a webhook event → a command for nightcrew, an installation change, or a reason to ignore.
+
+Pure: the input is a decoded payload (or the typed event ``events.parse_event`` made of it);
+nothing here talks to the network.
+
+What starts or steers work:
+- ``issues.labeled`` with the trigger label, ``issues.assigned`` to ``{app_slug}[bot]`` → start.
+  Only on issues: a payload whose issue is a pull request is ignored (GitHub sends PR labels as
+  ``pull_request.labeled``, which nightcrew does not act on); on a PR, comment ``/nightcrew fix``.
+- ``issue_comment.created`` with a ``/nightcrew VERB`` line or an ``@{app_slug}`` mention.
+- ``pull_request.opened``/``synchronize`` of a PR nightcrew authored → review.
+- ``pull_request_review.submitted`` (changes requested) and ``pull_request_review_comment.created``
+  on a PR nightcrew authored → revise; the task is the PR.
+- ``installation``/``installation_repositories`` → an ``InstallationChange``, not a task.
+
+No loops: whatever a bot sends (nightcrew included) never starts or steers work, except the
+pull_request events of nightcrew's own PRs, which are what asks for a review. Installation
+changes count whoever sends them: they are bookkeeping, not work.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from github_app.ingress.events import (
+    Account,
+    InstallationEvent,
+    InstallationRepositoriesEvent,
+    IssueCommentEvent,
+    IssuesEvent,
+    OtherEvent,
+    PullRequest,
+    PullRequestEvent,
+    PullRequestReviewCommentEvent,
+    PullRequestReviewEvent,
+    Repository,
+    WebhookEvent,
+    event_from_payload,
+)
+from github_app.ingress.events import MalformedPayload as MalformedPayload  # re-exported for ingress
+from github_app.tasks import TaskKey
+
+CommandKind = Literal[
+    "start", "review", "cancel", "pause", "resume", "retry", "budget", "approve", "status", "help",
+    "revise",
+]
+# The verbs a person may type after /nightcrew; "revise" only comes from reviews.
+COMMANDS: tuple[CommandKind, ...] = (
+    "start", "review", "cancel", "pause", "resume", "retry", "budget", "approve", "status", "help",
+)
+_VERBS: dict[str, CommandKind] = {**{kind: kind for kind in COMMANDS}, "fix": "start"}
+# Per line, so the patterns never run across lines (a body of newlines stays linear).
+_SLASH = re.compile(
+    r"\s*/nightcrew(?![\w-])(?:\s+(?P<verb>[A-Za-z][\w-]*))?(?P<args>.*)", re.IGNORECASE
+)
+# Commands belong at the top of a comment: a pasted 1 MB log is not read to its end.
+SCAN_CHARS = 16 * 1024
+SCAN_LINES = 200
+# Invisible characters that survive copy-paste and would hide a command from the patterns.
+_INVISIBLE_CHARS = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+_INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]+")
+# Punctuation that joins a mention to its request: "@nightcrew, please…", "(@nightcrew) go".
+_AFTER_MENTION = " \t,:;!?.)]\u2013\u2014-"
+
+
+@dataclass(frozen=True)
+class Command:
+    """Something a person (or, for reviews of its own PRs, nightcrew) asked about one task."""
+
+    kind: CommandKind
+    task: TaskKey
+    actor: str
+    installation_id: int | None
+    args: str = ""
+    comment_id: int | None = None
+    is_pull_request: bool = False
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Why an event needs no work; logged, and answered with 202."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class UnknownCommand:
+    """A ``/nightcrew`` line with a verb we do not know: reply with the valid ones."""
+
+    verb: str
+    task: TaskKey
+    actor: str
+    installation_id: int | None
+    comment_id: int | None
+
+
+@dataclass(frozen=True)
+class InstallationChange:
+    """The App was installed, removed, suspended, or its repositories changed: no task."""
+
+    action: str
+    installation_id: int
+    account: str | None
+    repositories_added: tuple[str, ...] = ()
+    repositories_removed: tuple[str, ...] = ()
+    kind: Literal["installation"] = "installation"
+
+
+Route = Command | Ignore | UnknownCommand | InstallationChange
+
+
+@dataclass(frozen=True)
+class SlashCommand:
+    """A request read from a comment; an ``@nightcrew`` mention reads as ``fix``."""
+
+    verb: str
+    args: str
+
+
+def parse_slash_command(body: str) -> SlashCommand | None:
+    """The first ``/nightcrew VERB ARGS`` line of a comment; a bare ``/nightcrew`` means fix."""
+    for line in _live_lines(body):
+        slash = _slash_in(line)
+        if slash is not None:
+            return slash
+    return None
+
+
+def parse_request(body: str, app_slug: str) -> SlashCommand | None:
+    """A slash command anywhere in the scanned top, else the text after the first mention."""
+    mention: SlashCommand | None = None
+    lines = list(_live_lines(body))
+    for index, line in enumerate(lines):
+        slash = _slash_in(line)
+        if slash is not None:
+            return slash
+        if mention is None and "@" in line and (found := _mention_pattern(app_slug).search(line)):
+            rest = "\n".join([line[found.end():], *lines[index + 1:]])
+            mention = SlashCommand("fix", rest.lstrip(_AFTER_MENTION).strip())
+    return mention
+
+
+def route(
+    event: str,
+    payload: Mapping[str, Any] | WebhookEvent,
+    *,
+    trigger_label: str = "nightcrew",
+    app_slug: str = "nightcrew",
+) -> Route:
+    """Decide what a delivery asks of nightcrew; MalformedPayload if it lacks needed fields."""
+    parsed = event_from_payload(event, payload) if isinstance(payload, Mapping) else payload
+    bot_login = f"{app_slug}[bot]"
+    if isinstance(parsed, IssuesEvent):
+        return _route_issue(parsed, trigger_label, bot_login)
+    if isinstance(parsed, IssueCommentEvent):
+        return _route_comment(parsed, app_slug)
+    if isinstance(parsed, PullRequestEvent):
+        return _route_pull_request(parsed, bot_login)
+    if isinstance(parsed, PullRequestReviewEvent):
+        return _route_review(parsed, bot_login)
+    if isinstance(parsed, PullRequestReviewCommentEvent):
+        return _route_review_comment(parsed, bot_login)
+    if isinstance(parsed, InstallationEvent | InstallationRepositoriesEvent):
+        return _installation_change(parsed)
+    return _route_other(parsed)
+
+
+def _route_issue(event: IssuesEvent, trigger_label: str, bot_login: str) -> Route:
+    if event.action not in ("labeled", "assigned"):
+        return Ignore(f"issues.{event.action} is not handled")
+    if (from_bot := _from_bot(event.sender)) is not None:
+        return from_bot
+    if event.action == "labeled":
+        label = event.label.name if event.label is not None else None
+        if label != trigger_label:
+            return Ignore(f"label {label!r} is not the trigger label {trigger_label!r}")
+    else:
+        assignee = event.assignee.login if event.assignee is not None else None
+        if not _same_login(assignee, bot_login):
+            return Ignore(f"assigned to {assignee!r}, not {bot_login!r}")
+    if event.issue.pull_request is not None:
+        return Ignore("labels and assignments start work on issues only; "
+                      "on a pull request, comment /nightcrew fix")
+    if event.issue.state == "closed":
+        return Ignore("the issue is closed")
+    return Command(
+        kind="start",
+        task=_task(event.repository, event.issue.number),
+        actor=event.sender.login,
+        installation_id=_installation_id(event),
+    )
+
+
+def _route_comment(event: IssueCommentEvent, app_slug: str) -> Route:
+    if event.action != "created":
+        return Ignore(f"issue_comment.{event.action} does not trigger work (edits never re-trigger)")
+    if (from_bot := _from_bot(event.sender, event.comment.user)) is not None:
+        return from_bot
+    request = parse_request(event.comment.body, app_slug)
+    if request is None:
+        return Ignore(f"the comment has no /nightcrew command and no @{app_slug} mention")
+    task = _task(event.repository, event.issue.number)
+    kind = _VERBS.get(request.verb)
+    if kind is None:
+        return UnknownCommand(
+            request.verb, task, event.sender.login, _installation_id(event), event.comment.id
+        )
+    return Command(
+        kind=kind,
+        task=task,
+        actor=event.sender.login,
+        installation_id=_installation_id(event),
+        args=request.args,
+        comment_id=event.comment.id,
+        is_pull_request=event.issue.pull_request is not None,
+    )
+
+
+def _route_pull_request(event: PullRequestEvent, bot_login: str) -> Route:
+    # No bot check here: nightcrew[bot] opening or pushing to its own PR is the review trigger.
+    if event.action not in ("opened", "synchronize"):
+        return Ignore(f"pull_request.{event.action} is not handled")
+    if (not_ours := _not_nightcrew_pr(event.pull_request, bot_login)) is not None:
+        return not_ours
+    return _pr_command("review", event, event.number)
+
+
+def _route_review(event: PullRequestReviewEvent, bot_login: str) -> Route:
+    if event.action != "submitted":
+        return Ignore(f"pull_request_review.{event.action} is not handled")
+    if (skip := _review_skip(event, bot_login)) is not None:
+        return skip
+    state = event.review.state.lower()
+    if state != "changes_requested":
+        return Ignore(f"a review in state {state!r} asks for no changes")
+    return _pr_command("revise", event, event.pull_request.number)
+
+
+def _route_review_comment(event: PullRequestReviewCommentEvent, bot_login: str) -> Route:
+    if event.action != "created":
+        return Ignore(f"pull_request_review_comment.{event.action} does not trigger work")
+    if (skip := _review_skip(event, bot_login, event.comment.user)) is not None:
+        return skip
+    return _pr_command("revise", event, event.pull_request.number)
+
+
+def _installation_change(
+    event: InstallationEvent | InstallationRepositoriesEvent,
+) -> InstallationChange:
+    if isinstance(event, InstallationRepositoriesEvent):
+        added, removed = event.repositories_added, event.repositories_removed
+    else:
+        # installation.created lists what it grants, installation.deleted what it took away.
+        listed = event.repositories or []
+        added = listed if event.action == "created" else []
+        removed = listed if event.action == "deleted" else []
+    account = event.installation.account
+    return InstallationChange(
+        action=event.action,
+        installation_id=event.installation.id,
+        account=account.login if account is not None else None,
+        repositories_added=tuple(r.full_name for r in added),
+        repositories_removed=tuple(r.full_name for r in removed),
+    )
+
+
+def _route_other(event: OtherEvent) -> Ignore:
+    if event.name == "ping":
+        return Ignore("ping")
+    return Ignore(f"event {event.name!r} is not handled")
+
+
+def _review_skip(
+    event: PullRequestReviewEvent | PullRequestReviewCommentEvent,
+    bot_login: str,
+    author: Account | None = None,
+) -> Ignore | None:
+    """Why a review (comment) does not ask nightcrew to revise, or None if it does."""
+    from_bot = _from_bot(event.sender, author)
+    return from_bot if from_bot is not None else _not_nightcrew_pr(event.pull_request, bot_login)
+
+
+def _pr_command(
+    kind: CommandKind,
+    event: PullRequestEvent | PullRequestReviewEvent | PullRequestReviewCommentEvent,
+    number: int,
+) -> Command:
+    return Command(
+        kind=kind,
+        task=_task(event.repository, number),
+        actor=event.sender.login,
+        installation_id=_installation_id(event),
+        is_pull_request=True,
+    )
+
+
+def _from_bot(*accounts: Account | None) -> Ignore | None:
+    for account in accounts:
+        if account is not None and account.is_bot:
+            return Ignore(f"sent by a bot ({account.login}); bots never trigger work, "
+                          "nightcrew itself included")
+    return None
+
+
+def _not_nightcrew_pr(pull_request: PullRequest, bot_login: str) -> Ignore | None:
+    author = pull_request.user.login
+    if _same_login(author, bot_login):
+        return None
+    return Ignore(f"pull request #{pull_request.number} is by {author!r}, not by {bot_login!r}")
+
+
+def _same_login(login: str | None, other: str) -> bool:
+    # GitHub logins are case-insensitive.
+    return login is not None and login.lower() == other.lower()
+
+
+def _task(repository: Repository, number: int) -> TaskKey:
+    owner, _, repo = repository.full_name.partition("/")
+    return TaskKey(owner, repo, number)
+
+
+def _installation_id(event: IssuesEvent | IssueCommentEvent | PullRequestEvent
+                     | PullRequestReviewEvent | PullRequestReviewCommentEvent) -> int | None:
+    return event.installation.id if event.installation is not None else None
+
+
+def _live_lines(body: str) -> Iterator[str]:
+    """The top of a comment as typed prose: no quoted (``>``) lines, nothing inside fences."""
+    text = body[:SCAN_CHARS]
+    if any(char in text for char in _INVISIBLE_CHARS):
+        text = _INVISIBLE.sub("", text)
+    in_fence = False
+    for line in text.split("\n", SCAN_LINES)[:SCAN_LINES]:
+        stripped = line.lstrip()
+        if stripped.startswith(("```", "~~~")):
+            in_fence = not in_fence
+        elif not in_fence and not stripped.startswith(">"):
+            yield line.rstrip("\r")
+
+
+def _slash_in(line: str) -> SlashCommand | None:
+    match = _SLASH.fullmatch(line)
+    if match is None:
+        return None
+    return SlashCommand(verb=(match["verb"] or "fix").lower(), args=match["args"].strip())
+
+
+@functools.lru_cache(maxsize=8)
+def _mention_pattern(app_slug: str) -> re.Pattern[str]:
+    # Not inside a longer word, login, e-mail address or inline code (me@nightcrew.dev,
+    # @nightcrew-staging, `@nightcrew`).
+    # The look-behind comes after the literal so a search skips ahead fast (a line of "@@@…").
+    slug = re.escape(app_slug)
+    return re.compile(
+        rf"@{slug}(?<![\w.@/`-]@{slug})(?:\[bot\])?(?![\w-]|\.\w)", re.IGNORECASE
+    )

@@ -1,0 +1,161 @@
+"""The status comment: one per task, rendered from plain data, edited in place."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from github_app.tracker.checkpoint import BLOCK_PREFIX
+
+MARKER = "<!-- nightcrew:status -->"
+State = Literal["queued", "running", "pr_opened", "done", "failed", "no_change", "needs_approval",
+                "paused", "cancelled"]
+LABELS: dict[State, str] = {
+    "queued": "nightcrew:queued",
+    "running": "nightcrew:running",
+    "needs_approval": "nightcrew:needs-approval",
+    "paused": "nightcrew:paused",
+    "cancelled": "nightcrew:cancelled",
+    "pr_opened": "nightcrew:done",
+    "done": "nightcrew:done",
+    "no_change": "nightcrew:failed",
+    "failed": "nightcrew:failed",
+}
+ALL_STATE_LABELS = tuple(sorted(set(LABELS.values())))
+_HEADLINES: dict[State, str] = {
+    "queued": "⏳ **queued**",
+    "running": "🛠️ **working**",
+    "pr_opened": "✅ **pull request opened**",
+    "done": "✅ **done**",
+    "no_change": "⚠️ **stopped without a change**",
+    "failed": "❌ **failed**",
+    "needs_approval": "✋ **needs approval**",
+    "paused": "⏸️ **paused**",
+    "cancelled": "🛑 **cancelled**",
+}
+
+
+def comment_key(task: object) -> str:
+    """The idempotency key of a task's status comment (``GitHost.create_comment(key=…)``)."""
+    return "status-" + re.sub(r"[^A-Za-z0-9._-]", "-", str(task))
+
+
+# What a person can usefully type in each state (shown under the status).
+COMMANDS_BY_STATE: dict[State, tuple[str, ...]] = {
+    "queued": ("status", "pause", "cancel"),
+    "running": ("status", "pause", "cancel", "budget +$5"),
+    "paused": ("resume", "budget +$5", "retry fresh", "cancel"),
+    "needs_approval": ("approve", "cancel"),
+    "failed": ("retry", "retry fresh"),
+    "cancelled": ("retry", "retry fresh"),
+    "no_change": ("retry", "retry fresh"),
+}
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    text: str
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """Everything the status comment shows, as plain values."""
+
+    state: State
+    task: str
+    detail: str = ""
+    plan: tuple[PlanStep, ...] = ()
+    step: int = 0
+    max_steps: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    budget_usd: float | None = None
+    tests_before: str | None = None
+    tests_after: str | None = None
+    pr_url: str | None = None
+    commits: tuple[str, ...] = field(default_factory=tuple)
+    queue_position: int | None = None
+    plan_item: str = ""  # what the agent is on now
+    elapsed_s: float | None = None  # wall time of the task so far (resumed runs included)
+    note: str = ""  # e.g. the budget warning, or that hidden text was removed from the issue
+    checkpoint_block: str = ""  # checkpoint.render_block(...): hidden, last line of the comment
+
+
+def render(view: StatusView) -> str:
+    """The markdown body of the status comment."""
+    lines = [MARKER, f"### nightcrew · {_HEADLINES[view.state]}", ""]
+    if view.state == "queued" and view.queue_position is not None:
+        lines.append(f"Queued · position {view.queue_position}.")
+    if view.detail:
+        lines.append(view.detail)
+    if view.note:
+        lines.append(f"> {view.note}")
+    if view.plan:
+        lines += ["", "**Plan**"]
+        lines += [f"- [{'x' if s.done else ' '}] {s.text}" for s in view.plan]
+    if view.state != "queued":
+        lines += ["", _progress_line(view)]
+    if view.plan_item and view.state == "running":
+        lines.append(f"Now: {view.plan_item}")
+    if view.tests_before or view.tests_after:
+        lines.append(f"Tests: before {view.tests_before or '—'} · after {view.tests_after or '—'}")
+    if view.commits:
+        lines.append("Commits: " + ", ".join(f"`{sha[:7]}`" for sha in view.commits))
+    if view.pr_url:
+        lines.append(f"Pull request: {view.pr_url}")
+    commands = COMMANDS_BY_STATE.get(view.state, ())
+    if commands:
+        lines += ["", "<sub>Commands: " + " · ".join(f"`/nightcrew {c}`" for c in commands) + "</sub>"]
+    if view.checkpoint_block:
+        _check_hidden(view.checkpoint_block)
+        # Its own line after a blank one: markdown then reads it as an HTML block, which GitHub
+        # drops from the rendered comment.
+        lines += ["", view.checkpoint_block]
+    return "\n".join(lines)
+
+
+def split_block(body: str) -> tuple[str, str]:
+    """The status comment's visible text and its checkpoint block (``""`` if none).
+
+    For showing or quoting the status without the block; to *use* the block, pass the whole
+    body to ``checkpoint.read_block``, which verifies it and refuses duplicates.
+    """
+    if body.startswith(BLOCK_PREFIX):
+        return "", body
+    cut = body.rfind("\n" + BLOCK_PREFIX)
+    if cut == -1:
+        return body, ""
+    return body[:cut].rstrip(), body[cut + 1:]
+
+
+def checkpoint_line(body: str) -> str:
+    """The checkpoint block of a status comment, to carry into a rewrite of it ("" if none)."""
+    _, block = split_block(body)
+    return block.splitlines()[0] if block else ""
+
+
+def _check_hidden(block: str) -> None:
+    """Refuse a block GitHub would show: it must be one HTML comment on one line."""
+    if not (block.startswith(BLOCK_PREFIX) and block.endswith("-->") and "\n" not in block
+            and "\r" not in block and block.count("-->") == 1):
+        raise ValueError("checkpoint_block must be one line from checkpoint.render_block")
+
+
+def _progress_line(view: StatusView) -> str:
+    step = f"step {view.step}/~{view.max_steps}" if view.max_steps else f"step {view.step}"
+    budget = f" of ${view.budget_usd:.2f}" if view.budget_usd is not None else ""
+    elapsed = f" · {_duration(view.elapsed_s)}" if view.elapsed_s is not None else ""
+    return f"{step} · {view.tokens:,} tokens · ${view.cost_usd:.4f}{budget}{elapsed}"
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"

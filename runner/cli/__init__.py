@@ -1,0 +1,1 @@
+"""The command line: nightcrew serve/worker/run/context/doctor/demo."""

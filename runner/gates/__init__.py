@@ -1,0 +1,1 @@
+"""The gates a change passes: command policy, approval, secret scan, budget, test gate."""

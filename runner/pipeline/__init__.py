@@ -1,0 +1,1 @@
+"""One task's pipeline: run, repository setup, the live status, saving work, publishing."""

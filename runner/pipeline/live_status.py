@@ -1,0 +1,151 @@
+"""The status comment of a running task: one comment, edited in place, throttled, and the
+signed checkpoint under it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from github_app.github import GitHost
+from github_app.tasks import TaskKey
+from github_app.tracker import status
+from github_app.tracker.checkpoint import MAX_SUMMARY_CHARS, Checkpoint, render_block, utc_now
+from github_app.tracker.eventlog import EventLog, Kind, Progress, RunFold, to_status_changes
+from github_app.tracker.status import StatusView
+
+STATUS_MIN_INTERVAL_S = 3.0  # GitHub's secondary rate limits dislike rapid edits
+
+
+
+class StatusReporter:
+    """Keeps the one status comment current: throttled, but every state change is written.
+
+    The comment is rendered from the run's event log: ``update`` records what changed as events
+    (``EventLog``), every event the run records (these and anyone else's, e.g. an error) is
+    folded by ``eventlog.RunFold``, and the comment shows that fold. Before ``start`` the view is
+    what the constructor and a restored checkpoint set; ``start`` records it as ``run_started``.
+    """
+
+    def __init__(self, host: GitHost, task: TaskKey, comment_id: int | None,
+                 checkpoint_key: bytes | None, events: EventLog) -> None:
+        self.host = host
+        self.events = events
+        self.task = task
+        self.view = StatusView("running", str(task))
+        self.comment_id = comment_id if comment_id else host.create_comment(
+            task, status.render(self.view), key=status.comment_key(task)
+        )
+        self._last_write = 0.0
+        self._key = checkpoint_key
+        self.base_sha: str | None = None
+        self.budget: dict[str, Any] = {}
+        self.pr_number: int | None = None
+        self.approved: set[str] = set()
+        self.phase: str | None = None  # checkpoint state beyond the view's, e.g. "publishing"
+        self.elapsed_before = 0.0  # wall time of earlier runs of this task (from the checkpoint)
+        self._label: str | None = None  # the state label this run last set
+        self.summary = ""
+        self._fold: RunFold | None = None  # set by ``start``
+
+    def start(self, **data: Any) -> None:
+        """Record ``run_started`` with what the view holds so far (a resumed task's step, plan,
+        commits, spend and time); from here on the view is the fold of the run's events."""
+        view = self.view
+        self._fold = RunFold(run=self.events.run)
+        self.events.listeners.append(self._fold.apply)
+        self.events.emit("run_started", **data, step=view.step, tokens=view.tokens,
+                         cost_usd=view.cost_usd, elapsed_s=self.elapsed_before,
+                         commits=list(view.commits), plan=_plan_json(view.plan), note=view.note)
+        self.view = self._folded()
+
+    def update(self, *, force: bool = False, **changes: Any) -> None:
+        """Record the changes as events; write the folded view when forced, on a state or plan
+        change, or after the interval."""
+        if "budget_snapshot" in changes:
+            self.budget = changes.pop("budget_snapshot")
+        if "approved_kinds" in changes:
+            self.approved = set(changes.pop("approved_kinds"))
+        previous = self.view
+        if self._fold is None:  # not started: nothing to fold yet (e.g. a failure before start)
+            self.view = replace(self.view, **changes)
+        else:
+            for kind, data in _events(previous, changes):
+                self.events.emit(kind, **data)
+            self.view = self._folded()
+        due = time.monotonic() - self._last_write >= STATUS_MIN_INTERVAL_S
+        # State and plan progress are what a resume needs: written at once, never throttled.
+        if force or due or previous.state != self.view.state or previous.plan != self.view.plan:
+            view = replace(self.view, checkpoint_block=self._block()) if self._key else self.view
+            self.host.update_comment(self.task, self.comment_id, status.render(view),
+                                     key=status.comment_key(self.task))
+            self._last_write = time.monotonic()
+
+    def _folded(self) -> StatusView:
+        assert self._fold is not None
+        return status_view(self._fold.freeze(), str(self.task))
+
+    def _block(self) -> str:
+        """The signed checkpoint of what the issue shows: state, step, plan, commits, budget."""
+        assert self._key is not None
+        view = self.view
+        checkpoint = Checkpoint(
+            task=str(self.task), state=self.phase or view.state, step=view.step,
+            branch=self.task.branch, summary=self.summary[:MAX_SUMMARY_CHARS],
+            head_sha=view.commits[-1] if view.commits else None, base_sha=self.base_sha,
+            plan=tuple((s.text, s.done) for s in view.plan), budget=self.budget,
+            approved=tuple(sorted(self.approved)),
+            pr_number=self.pr_number, writes=(), updated_at=utc_now(),
+        )
+        return render_block(checkpoint, self._key)
+
+    def set_state_label(self, state: status.State) -> None:
+        """Swap the ``nightcrew:*`` state label (all others the first time, then the last one)."""
+        wanted = status.LABELS[state]
+        stale = status.ALL_STATE_LABELS if self._label is None else (self._label,)
+        for label in stale:
+            if label != wanted:
+                self.host.remove_label(self.task, label)
+        self.host.add_labels(self.task, [wanted])
+        self._label = wanted
+
+
+def status_view(progress: Progress, task: str) -> StatusView:
+    """What the status comment shows for a run folded from its events (``eventlog.fold``)."""
+    changes = to_status_changes(progress)
+    changes.pop("state", None)
+    return StatusView(progress.state or "running", task, elapsed_s=progress.elapsed_s, **changes)
+
+
+# What ``update`` keywords become in the log: the kinds that have rules, the rest as common keys.
+_COMMON = ("detail", "note", "plan_item", "max_steps", "budget_usd", "pr_url")
+
+
+def _events(view: StatusView, changes: dict[str, Any]) -> list[tuple[Kind, dict[str, Any]]]:
+    """The events that take ``view`` to ``view`` + ``changes`` (``StatusView`` fields)."""
+    common: dict[str, Any] = {k: changes[k] for k in _COMMON if k in changes}
+    if "commits" in changes:
+        common["commits"] = list(changes["commits"])
+    if "plan" in changes:
+        common["plan"] = _plan_json(changes["plan"])
+    out: list[tuple[Kind, dict[str, Any]]] = []
+    state = changes.get("state")
+    if state is not None and state != view.state:
+        out.append(("run_finished" if state not in ("running", "queued") else "state", {"state": state}))
+    if "step" in changes and changes["step"] != view.step:
+        out.append(("step_finished", {"step": changes["step"]}))
+    if "tokens" in changes or "cost_usd" in changes:
+        out.append(("spend", {"tokens": changes.get("tokens", view.tokens),
+                              "cost_usd": changes.get("cost_usd", view.cost_usd)}))
+    for phase in ("before", "after"):
+        summary = changes.get(f"tests_{phase}")
+        if summary and summary != getattr(view, f"tests_{phase}"):
+            out.append(("test_result", {"phase": phase, "summary": summary}))
+    if not out:
+        out.append(("progress", {}))
+    out[0][1].update(common)
+    return out
+
+
+def _plan_json(plan: tuple[status.PlanStep, ...]) -> list[dict[str, Any]]:
+    return [{"text": step.text, "done": step.done} for step in plan]

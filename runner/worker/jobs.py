@@ -1,0 +1,70 @@
+"""RQ job entry points: tiny, named by what they do, JSON-safe arguments."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from github_app import logs
+from github_app.github import Retryable
+from github_app.queue.dispatch import advance
+from github_app.queue.jobqueue import beating
+from runner import wiring
+from runner.pipeline.run import run
+
+# GitHub throttling or failing beyond what the adapter waits out in-process (20 s): the job
+# waits here, keeping its slot and heartbeat, and runs the task again from its checkpoint.
+GITHUB_WAITS = 5  # runs again at most this often, then the job fails (the reconciler or a retry)
+GITHUB_BACKOFF_S = 30.0  # the first wait when GitHub says nothing about how long; doubles
+LONGEST_GITHUB_WAIT_S = 15 * 60.0
+T = TypeVar("T")
+log = logs.get("nightcrew.jobs")
+
+
+def run_task(args: dict[str, Any]) -> dict[str, Any]:
+    """Work on one task (``args["task"]`` = ``owner/repo#N``) and return its outcome.
+
+    A task whose worker was killed is found by its missing heartbeat and run again; the new run
+    resumes from the checkpoint in the status comment (``args["fresh"]`` starts over instead).
+    """
+    deps = wiring.from_settings()
+    task = wiring.task_key(args["task"])
+    try:
+        ttl = deps.settings.heartbeat_ttl_s
+        with beating(deps.connection, task.job_id, ttl_s=ttl, every_s=ttl / 4):
+            outcome = through_github_waits(lambda first: run(
+                task, host=deps.host_for(task, args.get("installation_id")),
+                models=deps.models(), sandbox_for=deps.sandbox_for,
+                config=deps.task_config(), status_comment=args.get("status_comment"),
+                controls=deps.controls_for(task), events=deps.events_for(task),
+                # A second run after a wait continues from the checkpoint the first one wrote.
+                resume=bool(args.get("resume")), fresh=first and bool(args.get("fresh")),
+            ), what=str(task))
+    finally:
+        # The slot goes back to the fleet however the run ended; the next task starts.
+        scheduler, queue = deps.scheduler()
+        scheduler.finish(task)
+        advance(scheduler, queue)
+    return wiring.outcome_json(outcome)
+
+
+def through_github_waits(attempt: Callable[[bool], T], *, what: str = "",
+                         sleep: Callable[[float], None] = time.sleep,
+                         waits: int = GITHUB_WAITS) -> T:
+    """``attempt(first)``; after a ``Retryable`` wait as GitHub asked (else back off) and again.
+
+    At most ``waits`` waits, each at most ``LONGEST_GITHUB_WAIT_S``; then the error goes to RQ.
+    """
+    for n in range(waits + 1):
+        try:
+            return attempt(n == 0)
+        except Retryable as exc:
+            if n == waits:
+                raise
+            delay = (exc.retry_after.total_seconds() if exc.retry_after is not None
+                     else GITHUB_BACKOFF_S * 2 ** n)
+            delay = min(max(delay, 1.0), LONGEST_GITHUB_WAIT_S)
+            log.warning("task.github_wait", task=what, wait_s=delay, attempt=n + 1, error=str(exc)[:300])
+            sleep(delay)
+    raise AssertionError("unreachable")  # the loop returns or raises
