@@ -47,6 +47,7 @@ from githubkit_schemas.v2026_03_10.models import Installation as _Installation
 from githubkit_schemas.v2026_03_10.models import Issue as _Issue
 from githubkit_schemas.v2026_03_10.models import IssueComment as _IssueComment
 
+from github_app import errors
 from github_app.tasks import TaskKey
 
 Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
@@ -62,7 +63,7 @@ sleep: Callable[[float], None] = time.sleep  # the adapter's only way to wait; t
 T = TypeVar("T")
 
 
-class GitHubError(Exception):
+class GitHubError(errors.NightcrewError):
     """GitHub refused a request; retrying the same request will not help."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -70,12 +71,12 @@ class GitHubError(Exception):
         self.status = status
 
 
-class Retryable(GitHubError):
+class Retryable(GitHubError, errors.Retryable):
     """GitHub is rate limiting or failing; retry later (``retry_after`` at the earliest, if known)."""
 
     def __init__(self, message: str, status: int | None = None, *,
                  retry_after: timedelta | None = None) -> None:
-        super().__init__(message, status)
+        GitHubError.__init__(self, message, status)
         self.retry_after = retry_after
 
 

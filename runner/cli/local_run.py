@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from github_app.errors import TaskFailed
 from github_app.github import Issue
 from github_app.repo_config import RepoConfigError, load_local_config
 from runner.agent.failure_log import FailureLog
 from runner.pipeline.repo_setup import run_setup, setup_policy
-from runner.pipeline.run import ModelFactory, TaskConfig, TaskFailed, TaskOutcome, push_checked, run_agent
+from runner.pipeline.run import ModelFactory, TaskConfig, TaskOutcome, push_checked, run_agent
 from runner.sandbox import SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
 from runner.testrun import TestReport, detect_test_command, run_tests

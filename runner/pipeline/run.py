@@ -16,7 +16,8 @@ from typing import Any, Literal, Protocol
 from unidiff.errors import UnidiffParseError
 
 from github_app import logs
-from github_app.github import GitHost, Issue, Retryable
+from github_app.errors import Retryable, TaskFailed
+from github_app.github import GitHost, Issue
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
 from github_app.tasks import TaskKey
 from github_app.tracker import status
@@ -44,10 +45,6 @@ class SandboxFactory(Protocol):
     """A sandbox over a workspace; ``network`` only for the setup phase."""
 
     def __call__(self, workspace: Path, *, network: bool = False) -> Sandbox: ...
-
-
-class TaskFailed(Exception):
-    """The task cannot go on; the message is shown on the issue."""
 
 
 @dataclass
@@ -144,9 +141,10 @@ def run(
     except TaskFailed as exc:
         _finish(reporter, outcome, "failed", str(exc))
     except Retryable as exc:
-        # GitHub is throttling or down longer than the adapter waits: not the task's failure.
+        # GitHub or a git transport is throttling or down longer than the adapter waits: not the
+        # task's failure.
         # The job waits and runs again from the checkpoint (runner.worker.jobs); nothing is marked.
-        events.emit("error", message=f"GitHub: {exc}"[:500], fatal=False)
+        events.emit("error", message=str(exc)[:500], fatal=False)
         raise
     except Exception as exc:
         events.emit("error", message=f"{type(exc).__name__}: {exc}"[:500], fatal=True)

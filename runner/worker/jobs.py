@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from github_app import logs
-from github_app.github import Retryable
+from github_app.errors import Retryable
 from github_app.queue.dispatch import advance
 from github_app.queue.jobqueue import beating
 from runner import wiring
