@@ -7,7 +7,7 @@ line that names the variable (``SettingsError``), never a pydantic traceback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from github_app.tracker.checkpoint import checkpoint_key
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
+# The Docker backend's image (runner/sandbox/docker.py, built by scripts/podman_service.sh).
+DEFAULT_SANDBOX_IMAGE = "nightcrew/empty"
+DOCKER_URL_SCHEMES = ("unix://", "tcp://", "http://", "https://", "ssh://")
 
 
 class SettingsError(Exception):
@@ -71,6 +74,12 @@ class Settings(BaseSettings):
     # from outside by a worker's maintenance pass.
     stop_grace_s: float = Field(default=60.0, ge=1.0, le=24 * 3600.0,
                                 validation_alias="NIGHTCREW_STOP_GRACE_S")
+    # Where a worker runs commands: bubblewrap on this host, or a container per command through
+    # the Docker Engine API (DOCKER_HOST or the default socket unless NIGHTCREW_DOCKER_URL says).
+    sandbox: Literal["bwrap", "docker"] = Field(default="bwrap", validation_alias="NIGHTCREW_SANDBOX")
+    sandbox_image: str = Field(default=DEFAULT_SANDBOX_IMAGE, min_length=1,
+                               validation_alias="NIGHTCREW_SANDBOX_IMAGE")
+    docker_url: str | None = Field(default=None, validation_alias="NIGHTCREW_DOCKER_URL")
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod
@@ -85,6 +94,19 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _sandbox_name(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("docker_url")
+    @classmethod
+    def _docker_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(DOCKER_URL_SCHEMES):
+            raise ValueError(f"must start with {', '.join(DOCKER_URL_SCHEMES[:-1])} or "
+                             f"{DOCKER_URL_SCHEMES[-1]}")
+        return value or None
 
     @field_validator("redis_url")
     @classmethod

@@ -26,6 +26,7 @@ from runner.pipeline.repo_setup import setup_policy
 from runner.pipeline.run import TaskConfig, TaskOutcome
 from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
+from runner.sandbox.docker import DockerSandbox
 
 T = TypeVar("T")
 log = logs.get("nightcrew.wiring")
@@ -82,8 +83,13 @@ class Dependencies:
         return scheduler_for(self.settings, queue), queue
 
     def sandbox_for(self, workspace: Path, *, network: bool = False) -> Sandbox:
-        """The agent's sandbox (network off), or the setup phase's (network on)."""
-        return BwrapSandbox(workspace, setup_policy(self.policy) if network else self.policy)
+        """The agent's sandbox (network off), or the setup phase's (network on), on the backend
+        ``NIGHTCREW_SANDBOX`` names; both phases share one policy, setup only turns the network on."""
+        policy = setup_policy(self.policy) if network else self.policy
+        if self.settings.sandbox == "docker":
+            return DockerSandbox(workspace, policy, image=self.settings.sandbox_image,
+                                 base_url=self.settings.docker_url)
+        return BwrapSandbox(workspace, policy)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """`nightcrew doctor`: check the installation, and prove the sandbox's isolation by probing it.
 
-Every isolation property is checked by running a real command in a real sandbox that tries to
-break it; a probe that could not run reports a failure, never a pass.
+Every isolation property is checked by running a real command in a real sandbox, on the backend
+the workers use (``NIGHTCREW_SANDBOX``), that tries to break it; a probe that could not run
+reports a failure, never a pass.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -28,8 +29,9 @@ from rich.table import Table
 
 from github_app.redis_conn import EmbeddedRedis, RedisUnavailable, connect
 from github_app.settings import Settings, SettingsError, load_settings
-from runner.sandbox import ExecResult, SandboxPolicy
+from runner.sandbox import ExecResult, Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox, SandboxError, find_bwrap
+from runner.sandbox.docker import DockerSandbox, docker_api, docker_available
 
 Status = Literal["ok", "warn", "fail"]
 MIN_GIT = (2, 30)
@@ -85,9 +87,14 @@ def run_doctor(*, json_output: bool) -> int:
 def run_checks() -> list[Check]:
     """All checks in the order a person would fix them: configuration, services, tools, sandbox."""
     checks, settings = check_settings()
+    backend = SandboxBackend.from_settings(settings)
     bwrap = check_bwrap()
-    checks += [check_redis(settings), check_git(), check_rg(), bwrap]
-    checks += check_sandbox() if bwrap.status == "ok" else _not_run("bwrap was not found")
+    if backend.name != "bwrap" and bwrap.status == "fail":
+        bwrap = Check("bwrap", "warn", f"{bwrap.detail} (not used: the sandbox is {backend.name})")
+    in_force = check_backend(backend, bwrap)
+    checks += [check_redis(settings), check_git(), check_rg(), bwrap, in_force]
+    unusable = "bwrap was not found" if backend.name == "bwrap" else "the Docker sandbox is not usable"
+    checks += check_sandbox(backend) if in_force.status == "ok" else _not_run(unusable)
     return checks
 
 
@@ -215,36 +222,96 @@ def _version_of(path: str | None) -> str | None:
     return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
+# --- the sandbox backend ---
+
+
+@dataclass
+class SandboxBackend:
+    """The sandbox the workers would use, as the settings choose it; makes the probes' sandboxes."""
+
+    name: Literal["bwrap", "docker"] = "bwrap"
+    image: str = ""
+    docker_url: str | None = None
+    made: list[DockerSandbox] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None) -> SandboxBackend:
+        if settings is None:  # the settings check failed and says why; probe the default
+            return cls()
+        return cls(settings.sandbox, settings.sandbox_image, settings.docker_url)
+
+    def where(self) -> str:
+        return _redacted(self.docker_url) if self.docker_url else "DOCKER_HOST or the default socket"
+
+    def sandbox(self, workspace: Path, policy: SandboxPolicy | None = None) -> Sandbox:
+        """A sandbox for one probe, on this backend (as ``runner.wiring`` makes the workers')."""
+        if self.name == "bwrap":
+            return BwrapSandbox(workspace, policy)
+        box = DockerSandbox(workspace, policy, image=self.image, base_url=self.docker_url)
+        self.made.append(box)
+        return box
+
+    def close(self) -> None:
+        for box in self.made:
+            box.close()
+        self.made.clear()
+
+
+def check_backend(backend: SandboxBackend, bwrap: Check) -> Check:
+    """The backend in force (NIGHTCREW_SANDBOX) and that it can start sandboxes: bwrap found, or
+    the Docker API answers and has the image."""
+    if backend.name == "bwrap":
+        if bwrap.status != "ok":
+            return Check("sandbox backend", "fail", "bwrap (NIGHTCREW_SANDBOX): bwrap was not found")
+        return Check("sandbox backend", "ok", "bwrap (NIGHTCREW_SANDBOX)")
+    why = docker_available(backend.docker_url, backend.image)
+    if why is not None:
+        return Check("sandbox backend", "fail",
+                     f"docker (NIGHTCREW_SANDBOX): no usable Docker API at {backend.where()}: {why}")
+    try:
+        with docker_api(backend.docker_url) as client:
+            version = client.version()
+    except SandboxError as exc:
+        return Check("sandbox backend", "fail", f"docker (NIGHTCREW_SANDBOX): {exc}")
+    engine = f"API {version.get('ApiVersion', '?')}, server {version.get('Version', '?')}"
+    return Check("sandbox backend", "ok", f"docker (NIGHTCREW_SANDBOX) at {backend.where()}: "
+                 f"{engine}; image {backend.image} present")
+
+
 # --- sandbox probes ---
 
-Probe = Callable[[Path], Check]
+Probe = Callable[[Path, SandboxBackend], Check]
 
 
-def check_sandbox() -> list[Check]:
+def check_sandbox(backend: SandboxBackend | None = None) -> list[Check]:
     """Each isolation property, probed in a throw-away workspace, then the mechanisms in force."""
+    backend = backend or SandboxBackend()
     with tempfile.TemporaryDirectory(prefix="nightcrew-doctor-") as tmp:
         workspace = Path(tmp)
         workspace.chmod(0o755)  # like a checked-out work tree; mkdtemp's 0700 is not
-        return [_guarded(probe, workspace) for probe in _PROBES]
+        try:
+            return [_guarded(probe, workspace, backend) for probe in _PROBES]
+        finally:
+            backend.close()
 
 
-def _guarded(probe: Probe, workspace: Path) -> Check:
+def _guarded(probe: Probe, workspace: Path, backend: SandboxBackend) -> Check:
     """A probe whose sandbox could not start is a failure of that property, with the reason."""
     try:
-        return probe(workspace)
+        return probe(workspace, backend)
     except (SandboxError, ValueError, OSError) as exc:
         name = probe.__doc__.split(":")[0] if probe.__doc__ else probe.__name__
         return Check(name, "fail", f"sandbox did not start: {exc}")
 
 
-def probe_network(workspace: Path) -> Check:
+def probe_network(workspace: Path, backend: SandboxBackend) -> Check:
     """network blocked: a listener on the host's 127.0.0.1 must be unreachable from inside."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         listener.setblocking(False)
         port = listener.getsockname()[1]
-        result = BwrapSandbox(workspace).run(["python", "-c", _NET_PROBE, str(port)], timeout=20)
+        result = backend.sandbox(workspace).run(["python", "-c", _NET_PROBE, str(port)], timeout=20)
         reached = _accepted(listener)
     if reached or "connected" in result.stdout:
         return Check("network blocked", "fail", f"reached the host's 127.0.0.1:{port} from inside")
@@ -263,11 +330,11 @@ def _accepted(listener: socket.socket) -> bool:
     return True
 
 
-def probe_environment(workspace: Path) -> Check:
+def probe_environment(workspace: Path, backend: SandboxBackend) -> Check:
     """environment empty: a canary set in this process must not appear in `env` or /proc/1/environ."""
     canary = secrets.token_hex(16)
     with _environment_variable(CANARY_VARIABLE, canary):
-        result = BwrapSandbox(workspace).run(["sh", "-c", _ENV_PROBE], timeout=20)
+        result = backend.sandbox(workspace).run(["sh", "-c", _ENV_PROBE], timeout=20)
     if _ENV_MARK not in result.stdout:
         return Check("environment empty", "fail", f"probe did not run: {_why(result)}")
     if canary in result.stdout or CANARY_VARIABLE in result.stdout:
@@ -293,9 +360,9 @@ def _environment_variable(name: str, value: str) -> Iterator[None]:
             os.environ[name] = previous
 
 
-def probe_read_only(workspace: Path) -> Check:
+def probe_read_only(workspace: Path, backend: SandboxBackend) -> Check:
     """read-only system: writes to /usr and /etc fail, the workspace stays writable."""
-    result = BwrapSandbox(workspace).run(["sh", "-c", _RO_PROBE], timeout=20)
+    result = backend.sandbox(workspace).run(["sh", "-c", _RO_PROBE], timeout=20)
     codes = dict(re.findall(r"^(/\w+)=(\d+)$", result.stdout, re.MULTILINE))
     if codes.get("/workspace") != "0":
         return Check("read-only system", "fail", f"probe could not write its workspace: {_why(result)}")
@@ -308,10 +375,10 @@ def probe_read_only(workspace: Path) -> Check:
     return Check("read-only system", "ok", "/usr and /etc read-only; /workspace writable")
 
 
-def probe_memory_limit(workspace: Path) -> Check:
+def probe_memory_limit(workspace: Path, backend: SandboxBackend) -> Check:
     """memory limit: a hog asking for more than the limit does not get it."""
     policy = SandboxPolicy(memory_bytes=MEMORY_LIMIT, wall_seconds=30)
-    result = BwrapSandbox(workspace, policy).run(["python", "-c", _MEMORY_PROBE])
+    result = backend.sandbox(workspace, policy).run(["python", "-c", _MEMORY_PROBE])
     limit = f"{MEMORY_HOG_MIB} MiB asked under a {MEMORY_LIMIT >> 20} MiB limit"
     if "started" not in result.stdout:
         return Check("memory limit", "fail", f"probe did not run: {_why(result)}")
@@ -322,18 +389,18 @@ def probe_memory_limit(workspace: Path) -> Check:
     return Check("memory limit", "ok", f"{limit}: {how}")
 
 
-def probe_wall_limit(workspace: Path) -> Check:
+def probe_wall_limit(workspace: Path, backend: SandboxBackend) -> Check:
     """wall-clock limit: `sleep 30` under a 1 s limit is killed."""
     policy = SandboxPolicy(wall_seconds=WALL_LIMIT_S)
-    result = BwrapSandbox(workspace, policy).run(["sleep", "30"])
+    result = backend.sandbox(workspace, policy).run(["sleep", "30"])
     if result.killed != "wall_timeout":
         return Check("wall-clock limit", "fail", f"sleep was not stopped at {WALL_LIMIT_S:g} s: {_why(result)}")
     return Check("wall-clock limit", "ok", f"sleep 30 killed after {result.duration_s:.1f} s")
 
 
-def probe_mechanisms(workspace: Path) -> Check:
+def probe_mechanisms(workspace: Path, backend: SandboxBackend) -> Check:
     """isolation mechanisms: what the backend says enforces each property."""
-    report = getattr(BwrapSandbox(workspace), "isolation", None)
+    report = getattr(backend.sandbox(workspace), "isolation", None)
     info = report() if callable(report) else None
     if not isinstance(info, dict) or not info:
         return Check("isolation mechanisms", "warn", "unknown: the backend does not report them")

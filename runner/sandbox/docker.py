@@ -6,19 +6,25 @@ mount points: the host's /usr and /etc and the Python toolchain are bound read-o
 the bwrap backend's minimal root. Measured traps: shared/research/sandbox.md §4.
 
 Commands run as 65534:65534, so before each command the work tree is chowned to that user
-(`grant_workspace`; the git dir stays outside it). Every container is removed after its command,
-and carries a deadline label so that one left by a killed worker is swept by the next sandbox.
+(`grant_workspace`; the git dir stays outside it). Every container is removed after its command.
+A killed client leaves its container running (§4.5), so each one is labelled with what it
+belongs to: its workspace (the worker's reap path removes a killed run's containers at once,
+`remove_run`), the process that made it and a deadline (a sweep at worker start and every new
+sandbox removes those whose maker is gone or whose deadline passed, `remove_stale`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import sys
 import time
 import uuid
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,8 @@ DEFAULT_IMAGE = "nightcrew/empty"
 SANDBOX_USER = (65534, 65534)  # nobody:nogroup
 LABEL = "nightcrew.sandbox"
 DEADLINE_LABEL = "nightcrew.deadline"  # epoch seconds after which any worker may remove it
+WORKSPACE_LABEL = "nightcrew.workspace"  # the run's checkout on the worker's host
+OWNER_LABEL = "nightcrew.owner"  # the process that made it (`ContainerOwner`, JSON)
 # A container outlives its wall time only while we read its logs and remove it.
 DEADLINE_GRACE_S = 60.0
 API_TIMEOUT_S = 30
@@ -77,6 +85,19 @@ def docker_available(base_url: str | None = None, image: str | None = None) -> s
     return None
 
 
+@contextmanager
+def docker_api(base_url: str | None = None) -> Iterator[Any]:
+    """A Docker API client for one piece of work, closed after it; API failures raise
+    ``SandboxUnavailable`` (the worker logs them and carries on)."""
+    client = _client(base_url)
+    try:
+        yield client
+    except (docker.errors.DockerException, RequestException) as exc:
+        raise SandboxUnavailable(f"Docker API at {base_url or 'DOCKER_HOST'} failed: {exc}") from exc
+    finally:
+        client.close()
+
+
 def default_binds() -> tuple[str, ...]:
     """Host paths bound read-only at the same place: the system and this Python toolchain."""
     paths: list[str] = []
@@ -99,8 +120,6 @@ class DockerSandbox:
         base_url: str | None = None,
         binds: Sequence[str | Path] | None = None,
         user: tuple[int, int] = SANDBOX_USER,
-        cpus: float | None = None,
-        tmp_bytes: int = 512 * 1024**2,
         network_mode: str = "bridge",
     ) -> None:
         self.workspace = Path(workspace).resolve()
@@ -110,8 +129,6 @@ class DockerSandbox:
         self.image = image
         self.binds = default_binds() if binds is None else tuple(map(str, binds))
         self.user = user
-        self.cpus = cpus
-        self.tmp_bytes = tmp_bytes
         self.network_mode = network_mode  # used only when the policy allows network
         self._client = _client(base_url)
         try:
@@ -145,8 +162,30 @@ class DockerSandbox:
             "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
             "init": True,  # the command is not PID 1, so signals and zombies behave as on a host
             "ulimits": self._ulimits(), "log_config": LogConfig(type="json-file", config={"max-size": LOG_MAX}),
-            "labels": {LABEL: "1", DEADLINE_LABEL: f"{deadline:.0f}"}, "name": f"nightcrew-{uuid.uuid4().hex[:12]}",
+            "labels": self.labels(deadline), "name": f"nightcrew-{uuid.uuid4().hex[:12]}",
             **self._resources(),
+        }
+
+    def labels(self, deadline: float) -> dict[str, str]:
+        """What a container carries so that it can be removed without the process that made it."""
+        return {LABEL: "1", DEADLINE_LABEL: f"{deadline:.0f}", WORKSPACE_LABEL: str(self.workspace),
+                OWNER_LABEL: ContainerOwner.current().label()}
+
+    def isolation(self) -> dict[str, str]:
+        """Which isolation this backend puts in force for this policy (for `nightcrew doctor`)."""
+        p = self.policy
+        return {
+            "backend": "docker",
+            "engine": _engine(self._client),
+            "image": self.image,
+            "network": f"{self.network_mode} (policy.network)" if p.network else "none",
+            "uid": f"{self.user[0]}:{self.user[1]}, all capabilities dropped, no-new-privileges",
+            "root": "read-only image; host " + " ".join(self.binds) + " bound read-only",
+            "memory": f"cgroup {p.memory_bytes >> 20} MiB" if p.memory_bytes else "unlimited",
+            "pids": f"cgroup {p.pids_max}" if p.pids_max else "unlimited",
+            "cpu": f"{self.policy.cpus:g} cores" if self.policy.cpus else "unthrottled",
+            "tmp": "tmpfs" + (f" {self.policy.tmp_bytes >> 20} MiB" if self.policy.tmp_bytes else ""),
+            "cleanup": "removed after each command; labelled with workspace, owner and deadline",
         }
 
     def _volumes(self) -> dict[str, dict[str, str]]:
@@ -161,7 +200,8 @@ class DockerSandbox:
 
     def _tmpfs(self) -> dict[str, str]:
         # tmpfs pages count against the memory limit (§2), so the size bounds disk, not memory
-        opts = f"rw,nosuid,nodev,size={self.tmp_bytes},mode=1777"
+        size = f"size={self.policy.tmp_bytes}," if self.policy.tmp_bytes else ""
+        opts = f"rw,nosuid,nodev,{size}mode=1777"
         return {"/tmp": opts, SANDBOX_HOME: opts}
 
     def _ulimits(self) -> list[Ulimit]:
@@ -178,8 +218,8 @@ class DockerSandbox:
             resources["mem_limit"] = resources["memswap_limit"] = self.policy.memory_bytes
         if self.policy.pids_max is not None:
             resources["pids_limit"] = self.policy.pids_max
-        if self.cpus is not None:
-            resources["nano_cpus"] = int(self.cpus * 1e9)
+        if self.policy.cpus is not None:
+            resources["nano_cpus"] = int(self.policy.cpus * 1e9)
         return resources
 
     def _execute(self, argv: list[str], cwd: str, wall: float) -> ExecResult:
@@ -235,16 +275,98 @@ class DockerSandbox:
         return f"signal {signum}"
 
 
+@dataclass(frozen=True)
+class ContainerOwner:
+    """The process that made a container. Only a process on the same host and in the same pid
+    namespace can tell whether it still runs (a worker in a container shares the engine but not
+    the pids); the start time tells it from a later process with the same pid."""
+
+    host: str
+    pid_ns: str
+    pid: int
+    started: int | None
+
+    @classmethod
+    def current(cls) -> ContainerOwner:
+        pid = os.getpid()
+        return cls(socket.gethostname(), _pid_namespace(), pid, _process_start(pid))
+
+    def label(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, text: str) -> ContainerOwner | None:
+        try:
+            data = json.loads(text)
+            started = data["started"]
+            return cls(str(data["host"]), str(data["pid_ns"]), int(data["pid"]),
+                       None if started is None else int(started))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def gone(self) -> bool:
+        """True only when this process can see that the owner no longer runs."""
+        if (self.host, self.pid_ns) != (socket.gethostname(), _pid_namespace()):
+            return False  # another machine's or namespace's: its deadline decides
+        started = _process_start(self.pid)
+        return started is None or (self.started is not None and started != self.started)
+
+
 def remove_stale(client: Any) -> int:
-    """Remove nightcrew containers past their deadline (left by a killed worker); return how many."""
+    """Remove nightcrew containers whose maker is gone (a SIGKILLed worker or work horse) or whose
+    deadline passed; return how many. Run at worker start and by every new sandbox."""
     removed = 0
     now = time.time()
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
+    for container in _ours(client):
         deadline = container.labels.get(DEADLINE_LABEL, "")
-        if deadline.isdigit() and int(deadline) < now:
+        owner = ContainerOwner.parse(container.labels.get(OWNER_LABEL, ""))
+        if (deadline.isdigit() and int(deadline) < now) or (owner is not None and owner.gone()):
             _remove(container)
             removed += 1
     return removed
+
+
+def remove_run(client: Any, workspaces: Iterable[Path]) -> list[str]:
+    """Remove the containers of the runs in these checkouts, running or not (a killed run's, at
+    once rather than at their deadline); return their names."""
+    wanted = {str(Path(path).resolve()) for path in workspaces}
+    removed = []
+    for container in _ours(client):
+        if container.labels.get(WORKSPACE_LABEL) in wanted:
+            _remove(container)
+            removed.append(str(container.name))
+    return removed
+
+
+def _ours(client: Any) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": LABEL}))
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> int | None:
+    """Start time of a live `pid` in clock ticks since boot (field 22 of /proc/pid/stat); None when
+    there is no such process or it is a zombie (a killed horse its parent has not waited for)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _engine(client: Any) -> str:
+    """The engine's name and version, as the API reports them."""
+    with suppress(docker.errors.DockerException, RequestException):
+        version = client.version()
+        names = [c.get("Name", "") for c in version.get("Components", [])]
+        name = "Podman" if any("Podman" in n for n in names) else "Docker"
+        return f"{name} {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})"
+    return "unknown"
 
 
 def _client(base_url: str | None) -> Any:

@@ -15,6 +15,7 @@ import re
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from github_app.queue.jobqueue import INTAKE_QUEUE, QUEUES, TASK_JOB, RQJobQueue
 from github_app.queue.stopper import stopper_for
 from github_app.redis_conn import connect
 from github_app.settings import Settings
+from runner.sandbox.bwrap import SandboxError
+from runner.sandbox.docker import docker_api, remove_run, remove_stale
 from runner.worker import jobs as _jobs  # noqa: F401  # loaded before forking: horses start beating at once
 from runner.worker.procs import nightcrew_command, start_helper, stop_helper
 from runner.workspace import Workspaces
@@ -172,9 +175,9 @@ class NightcrewWorker(Worker):
             return
         if state not in (JobStatus.STOPPED, JobStatus.FAILED):
             return
-        reaped = reap_run(Workspaces(self.settings.data_dir.resolve()).roots(), job.id)
-        if reaped:
-            log.warning("worker.reaped", job=job.id, pids=reaped)
+        remains = reap_killed_run(self.settings, job.id)
+        if remains.pids or remains.containers:
+            log.warning("worker.reaped", job=job.id, pids=remains.pids, containers=remains.containers)
         self._sweep_workspaces()  # its checkout's owner is dead now
         self._stop_overdue()  # a stopped task's final state now, not at the next pass
 
@@ -192,6 +195,48 @@ class NightcrewWorker(Worker):
 
 
 # -- what a killed run may leave behind ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRemains:
+    """What reaping a killed run ended: its processes' pids, its sandbox containers' names."""
+
+    pids: list[int]
+    containers: list[str]
+
+
+def reap_killed_run(settings: Settings, name: str) -> RunRemains:
+    """End what is left of the run whose checkout is ``name`` (its job id): its processes, and with
+    the Docker backend its containers, which a killed client leaves running until their deadline."""
+    roots = Workspaces(settings.data_dir.resolve()).roots()
+    pids = reap_run(roots, name)
+    return RunRemains(pids, reap_containers(settings, [root / name for root in roots]))
+
+
+def reap_containers(settings: Settings, workspaces: list[Path]) -> list[str]:
+    """Remove the Docker sandbox's containers of these checkouts; their names. Nothing to do for
+    bwrap (its sandbox dies with the horse); an unreachable API is logged, the sweep retries."""
+    if settings.sandbox != "docker":
+        return []
+    try:
+        with docker_api(settings.docker_url) as client:
+            return remove_run(client, workspaces)
+    except SandboxError as exc:
+        log.warning("worker.containers_reap_failed", error=str(exc)[:300])
+        return []
+
+
+def sweep_containers(settings: Settings) -> int:
+    """At worker start: remove the Docker sandbox's containers whose run is gone (their maker, a
+    SIGKILLed worker's horse, no longer runs) or whose deadline passed; how many."""
+    if settings.sandbox != "docker":
+        return 0
+    try:
+        with docker_api(settings.docker_url) as client:
+            return remove_stale(client)
+    except SandboxError as exc:
+        log.warning("worker.containers_sweep_failed", error=str(exc)[:300])
+        return 0
 
 
 def reap_run(roots: tuple[Path, ...], name: str, *, rounds: int = 5) -> list[int]:
@@ -245,6 +290,7 @@ def run_worker(settings: Settings, *, burst: bool = False, intake_only: bool = F
     stopped (or empty, in burst). A worker for tasks runs an intake helper beside it."""
     if not intake_only:
         Workspaces(settings.data_dir.resolve()).sweep()  # leftovers of a killed worker
+        sweep_containers(settings)
     connection = connect(settings)
     queues = [Queue(name, connection=connection) for name in ((INTAKE_QUEUE,) if intake_only else QUEUES)]
     worker = NightcrewWorker(queues, connection=connection, settings=settings,

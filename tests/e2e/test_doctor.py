@@ -82,3 +82,41 @@ def test_table_for_people_with_a_redis_url(tmp_path: Path, redis_server: str) ->
     for name in ("settings", "redis", "git", "rg", "bwrap", *SANDBOX_CHECKS):
         assert name in rows, proc.stdout
     assert " ok " in rows["redis"] and " warn " in rows["webhook secret"]
+
+
+def test_sandbox_backend_in_force_is_reported(tmp_path: Path) -> None:
+    _, checks = checks_of(doctor(tmp_path, "--json"))
+    assert checks["sandbox backend"] == {"name": "sandbox backend", "status": "ok",
+                                         "detail": "bwrap (NIGHTCREW_SANDBOX)"}
+    assert "backend: bwrap" in checks["isolation mechanisms"]["detail"]
+
+
+def test_docker_backend_without_an_api_fails_and_probes_nothing(tmp_path: Path) -> None:
+    proc = doctor(tmp_path, "--json", NIGHTCREW_SANDBOX="docker",
+                  NIGHTCREW_DOCKER_URL="unix:///nonexistent/docker.sock")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    ok, checks = checks_of(proc)
+    backend = checks["sandbox backend"]
+    assert not ok and backend["status"] == "fail"
+    assert backend["detail"].startswith("docker (NIGHTCREW_SANDBOX): no usable Docker API at "
+                                        "unix:///nonexistent/docker.sock")
+    assert {checks[name]["status"] for name in SANDBOX_CHECKS} == {"warn"}
+    assert all("not run" in checks[name]["detail"] for name in SANDBOX_CHECKS)
+
+
+def test_docker_backend_is_probed_through_the_api(tmp_path: Path) -> None:
+    docker = pytest.importorskip("runner.sandbox.docker", reason="the docker SDK is not installed")
+    url = os.environ.get("NIGHTCREW_DOCKER_URL") or None
+    unavailable = docker.docker_available(url, docker.DEFAULT_IMAGE)
+    if unavailable is not None:
+        pytest.skip(f"no Docker/podman API at {url or 'DOCKER_HOST/default socket'}: {unavailable}")
+    extra = {"NIGHTCREW_DOCKER_URL": url} if url else {}
+    proc = doctor(tmp_path, "--json", NIGHTCREW_SANDBOX="docker", **extra)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ok, checks = checks_of(proc)
+    assert ok and checks["sandbox backend"]["status"] == "ok"
+    assert f"image {docker.DEFAULT_IMAGE} present" in checks["sandbox backend"]["detail"]
+    assert {name: checks[name]["status"] for name in SANDBOX_CHECKS} == dict.fromkeys(
+        SANDBOX_CHECKS, "ok"), checks
+    assert "backend: docker" in checks["isolation mechanisms"]["detail"]
+    assert "killed (oom)" in checks["memory limit"]["detail"]
