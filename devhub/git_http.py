@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -342,7 +342,7 @@ def pushed_refs(body: bytes, encoding: str | None = None) -> tuple[str, ...]:
 
 
 async def serve_git(request: Request, env: dict[str, str],
-                    on_done: Callable[[], Awaitable[None]] | None = None) -> Response:
+                    on_done: Callable[[], Awaitable[None]] | None = None) -> StreamingResponse:
     """Run one `git http-backend` request, streaming the request and response bodies."""
     proc = await asyncio.create_subprocess_exec(
         "git", "http-backend",

@@ -143,6 +143,12 @@ class Fault:
     query excluded) select requests; of those, every ``every``-th is answered, at most ``count``
     times (None: without end). ``retry_after`` (seconds) goes into ``Retry-After`` of rate
     limits (default 1) and, if set, of a 503. ``answered`` counts the answers given so far.
+
+    ``git=True`` makes it a fault of the git smart-HTTP front instead of the REST API (``path``
+    e.g. ``r"/o/r\\.git/git-receive-pack"`` for pushes, ``.../info/refs`` for every clone, fetch
+    and push): a server error only, answered as plain text. With ``applied=True`` a push is
+    carried out whole (the refs move) and only its answer fails. A REST fault never matches a
+    git request, nor a git fault a REST one, whatever their paths.
     """
 
     status: int
@@ -153,6 +159,7 @@ class Fault:
     applied: bool = False
     retry_after: int | None = None
     primary: bool = False
+    git: bool = False
     seen: int = field(default=0, init=False)
     answered: int = field(default=0, init=False)
     _pattern: re.Pattern[str] = field(init=False, repr=False)
@@ -164,6 +171,8 @@ class Fault:
             raise ValueError("only a server error can come after the write was applied")
         if self.every < 1:
             raise ValueError("every must be at least 1")
+        if self.git and self.status < 500:
+            raise ValueError("a git fault is a server error (GitHub's git front has no rate-limit answer)")
         self._pattern = re.compile(self.path)
 
     @property
@@ -177,8 +186,13 @@ class Fault:
             kind = "applied" if self.applied else "not-applied"
         return f"{self.status} {kind}"
 
-    def matches(self, method: str, path: str, credential: str | None) -> bool:
-        """Whether this request is one the fault is about (not yet whether it answers)."""
+    def matches(self, method: str, path: str, credential: str | None, *, git: bool = False) -> bool:
+        """Whether this request is one the fault is about (not yet whether it answers).
+
+        ``git``: the request is a git smart-HTTP one (only git faults match those).
+        """
+        if self.git != git:
+            return False
         if self.method != "*" and self.method.upper() != method.upper():
             return False
         if self.status == 401 and not (credential or "").startswith("ghs_"):
@@ -1352,7 +1366,8 @@ class DevHub:
         with self._record_lock:
             self.requests.append(request)
 
-    def _fault_for(self, method: str, path: str, headers: Mapping[str, str]) -> Fault | None:
+    def _fault_for(self, method: str, path: str, headers: Mapping[str, str], *,
+                   git: bool = False) -> Fault | None:
         """The injected fault that answers this request, if any (the first in force that does).
 
         Fault answers are not checked against the OpenAPI description: GitHub's description
@@ -1363,7 +1378,7 @@ class DevHub:
         credential = _credentials(headers)
         with self._record_lock:
             for fault in self._faults:
-                if fault.matches(method, path, credential) and fault.take():
+                if fault.matches(method, path, credential, git=git) and fault.take():
                     break
             else:
                 return None
@@ -1561,10 +1576,28 @@ async def _git(hub: DevHub, request: Request, owner: str, name: str, service: st
         refs = pushed_refs(await request.body(), request.headers.get("content-encoding"))
     if not await run_in_threadpool(hub._wait_hold, request.method, request.url.path, refs):
         return Response("held and not applied\n", status_code=502)
+    fault = hub._fault_for(request.method, request.url.path, request.headers, git=True)
+    if fault is not None and not fault.applied:
+        return _git_fault_answer(hub, request, fault, user.login, applied=False)
     env = cgi_environment(request, hub.git, owner, name, service, user.login)
     writes = service == "git-receive-pack" and request.method == "POST"
 
     async def refresh() -> None:
         await run_in_threadpool(hub.after_push, owner, name, user)
 
-    return await serve_git(request, env, refresh if writes else None)
+    response = await serve_git(request, env, refresh if writes else None)
+    if fault is None:
+        return response
+    async for _chunk in response.body_iterator:  # carried out whole; only the answer fails
+        pass
+    return _git_fault_answer(hub, request, fault, user.login, applied=True)
+
+
+def _git_fault_answer(hub: DevHub, request: Request, fault: Fault, actor: str, *,
+                      applied: bool) -> Response:
+    """A git fault's answer (plain text, as a proxy in front of git gives), recorded."""
+    reply = fault.reply()
+    hub._record(RecordedRequest(request.method, request.url.path, reply.status, None, actor,
+                                applied=applied, fault=fault.name))
+    return Response(f"{reply.body['message']}\n", status_code=reply.status, headers=reply.headers,
+                    media_type="text/plain")

@@ -12,6 +12,13 @@ the mirror. On one filesystem its object files are hardlinks to the mirror's (gi
 rewrites an object file), so a task's git dir may be bound read-only, never writable.
 Task trees go on tmpfs when the machine has one with room: creating thousands of files on
 this VM's ext4 costs 1–6 s, on tmpfs ~0.1 s (shared/research/sandbox.md §5).
+
+Clone, fetch and push are retried like a GitHub API call (``github_app/github.py``): a failure
+of the transport (an HTTP 5xx or 429 from the server, a connection refused or reset, a remote
+that hung up, a timeout) is tried again in-process with backoff, then raised as
+``GitTransportError``, an ``errors.Retryable``, so the job waits and runs the task again from
+its checkpoint. Anything else (authentication refused, a non-fast-forward, a missing ref) is a
+plain ``WorkspaceError``: trying again would not change the answer.
 """
 
 from __future__ import annotations
@@ -30,11 +37,13 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from github_app import errors
 
 TOKEN_ENV = "NIGHTCREW_GIT_TOKEN"
 LOCAL_TIMEOUT = 60.0
@@ -45,6 +54,8 @@ SHM = Path("/dev/shm")
 TMPFS_HEADROOM_BYTES = 256 * 1024**2
 TREE_BYTES_PER_PACK_BYTE = 4
 SWEEP_MAX_AGE_S = 3600.0
+TRANSPORT_ATTEMPTS = 4  # tries of one clone/fetch/push in-process: the first and up to three retries
+TRANSPORT_BACKOFF_S = (1.0, 2.0, 4.0)  # waits after the 1st, 2nd, 3rd transport failure
 # The helper reads the token from git's environment at request time: not on argv, not on disk.
 _CREDENTIAL_HELPER = (
     f'!f() {{ test "$1" = get && test -n "${TOKEN_ENV}" || return 0; echo username=x-access-token; '
@@ -60,10 +71,69 @@ _FORWARDED_ENV = (
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 _TASK_ENTRY = re.compile(r"^(?P<name>.+?)(?:\.git|\.owner(?:\.tmp-[0-9a-f]+)?)?$")
 _RESERVED_SUFFIXES = (".git", ".owner")
+# What git (with libcurl) prints when the server or the network failed, not the request: an
+# HTTP status decides when git names one ("returned error: 502", "RPC failed; HTTP 413"), so a
+# 413 followed by "the remote end hung up unexpectedly" is not taken for a network failure.
+_HTTP_STATUS = re.compile(r"(?:returned error: |RPC failed; HTTP )(?P<status>\d{3})\b")
+_TRANSPORT_TEXTS = (
+    "the remote end hung up unexpectedly",
+    "unexpected disconnect while reading sideband packet",
+    "early eof",
+    "rpc failed",
+    "connection reset",
+    "connection refused",
+    "connection timed out",
+    "operation timed out",
+    "couldn't connect to server",
+    "failed to connect to",
+    "could not resolve host",  # DNS is the network too; GitHub's adapter retries it alike
+    "empty reply from server",
+    "recv failure",
+    "send failure",
+    "transfer closed with",  # "... N bytes remaining to read" / "... outstanding read data"
+    "gnutls_handshake() failed",
+    "gnutls recv error",
+    "ssl_read:",
+    "ssl_write:",
+)
+
+sleep: Callable[[float], None] = time.sleep  # the only wait between transport retries; tests replace it
 
 
-class WorkspaceError(RuntimeError):
+class WorkspaceError(errors.NightcrewError, RuntimeError):
     """A git operation failed; the message carries git's stderr with any token scrubbed out."""
+
+
+class GitTransportError(WorkspaceError, errors.Retryable):
+    """The remote failed or could not be reached (5xx, reset, refused, timeout): retry later.
+
+    Raised once the in-process retries are used up; the job then waits and runs the task again
+    from its checkpoint (``runner.worker.jobs.through_github_waits``).
+    """
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        errors.Retryable.__init__(self, message)
+        self.timed_out = timed_out  # already waited a whole network timeout: not retried in-process
+
+
+def is_transport_failure(stderr: str) -> bool:
+    """Whether git's stderr says the server or the network failed (worth trying again)."""
+    statuses = [int(m.group("status")) for m in _HTTP_STATUS.finditer(stderr)]
+    if statuses:
+        return all(status >= 500 or status == 429 for status in statuses)
+    lowered = stderr.lower()
+    return any(text in lowered for text in _TRANSPORT_TEXTS)
+
+
+def _failure(what: str, result: subprocess.CompletedProcess[str], token: str | None,
+            *, remote: bool = True) -> WorkspaceError:
+    """The error for a failed git command: ``GitTransportError`` for a transport failure of a
+    command that talked to the remote, else ``WorkspaceError``; git's output token-free."""
+    detail = scrub(result.stderr.strip() or result.stdout.strip(), token)
+    message = f"git {what} failed (exit {result.returncode}): {detail}"
+    if remote and is_transport_failure(result.stderr):
+        return GitTransportError(message)
+    return WorkspaceError(message)
 
 
 @dataclass(frozen=True)
@@ -90,11 +160,40 @@ class _Git:
         self.work_tree = work_tree
         self.identity = identity
 
+    def remote(
+        self, *args: str, token: str | None, timeout: float, check: bool = True,
+        half_made: Sequence[Path] = (),
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a git command that talks to the remote, retrying transport failures in-process.
+
+        The whole command is repeated, so it must be safe to repeat: a clone starts over (the
+        ``half_made`` paths a failed attempt may leave are removed first), a fetch is a fetch,
+        and a push sends the same commit to the same ref — one that landed although its answer
+        was lost is "up to date" the second time. A transport failure raises
+        ``GitTransportError`` even with ``check=False``; a timeout is not retried here (it
+        already took a whole timeout), the job waits instead.
+        """
+        failures = 0
+        while True:
+            try:
+                return self.run(*args, token=token, timeout=timeout, check=check, remote=True)
+            except GitTransportError as exc:
+                failures += 1
+                if exc.timed_out or failures >= TRANSPORT_ATTEMPTS:
+                    raise
+            for path in half_made:
+                _remove(path)
+            sleep(TRANSPORT_BACKOFF_S[min(failures, len(TRANSPORT_BACKOFF_S)) - 1])
+
     def run(
         self, *args: str, token: str | None = None, timeout: float = LOCAL_TIMEOUT,
-        env: Mapping[str, str] | None = None, check: bool = True,
+        env: Mapping[str, str] | None = None, check: bool = True, remote: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """Run one git command; raise WorkspaceError (token-free) on failure or timeout."""
+        """Run one git command; raise WorkspaceError (token-free) on failure or timeout.
+
+        ``remote``: the command talks to the remote, so a transport failure or a timeout raises
+        ``GitTransportError`` (whatever ``check`` says); ``remote()`` retries those.
+        """
         argv = [*self._prefix(), *args]
         proc_env = self._env(token, env)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -107,11 +206,13 @@ class _Git:
             with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise WorkspaceError(f"git {args[0]} timed out after {timeout:.0f}s") from None
+            message = f"git {args[0]} timed out after {timeout:.0f}s"
+            if remote:
+                raise GitTransportError(message, timed_out=True) from None
+            raise WorkspaceError(message) from None
         result = subprocess.CompletedProcess(argv, proc.returncode, out, err)
-        if check and result.returncode != 0:
-            detail = scrub(err.strip() or out.strip(), token)
-            raise WorkspaceError(f"git {args[0]} failed (exit {result.returncode}): {detail}")
+        if result.returncode != 0 and (check or remote and is_transport_failure(err)):
+            raise _failure(args[0], result, token, remote=remote)
         return result
 
     def _prefix(self) -> list[str]:
@@ -193,9 +294,9 @@ class Workspace:
         path, git_dir = _fresh_paths(Path(root), name)
         try:
             if mirrors is None:
-                _Git(None, None, identity).run(
+                _Git(None, None, identity).remote(
                     *_CLONE, f"--separate-git-dir={git_dir}", "--", clone_url, str(path),
-                    token=token, timeout=network_timeout,
+                    token=token, timeout=network_timeout, half_made=(path, git_dir),
                 )
             else:
                 _clone_via_mirror(Path(mirrors), clone_url, token, path, git_dir, identity,
@@ -274,18 +375,21 @@ class Workspace:
 
         ``delete``: remote refs to remove in the same push (one round trip), best effort: the
         push succeeds when the branch landed, whether or not those refs were still there.
+        A transport failure is retried (``_Git.remote``): the push is idempotent — the same
+        commit to the same ref, fast-forward only — so a retry can only land it or find it landed.
         """
         branch = f"refs/heads/{self.branch}"
         if not delete:
-            self._git.run("push", "--quiet", "--no-verify", "origin", f"{branch}:{branch}",
-                          token=token, timeout=self._network_timeout)
+            self._git.remote("push", "--quiet", "--no-verify", "origin", f"{branch}:{branch}",
+                             token=token, timeout=self._network_timeout)
             return
-        result = self._git.run("push", "--porcelain", "--no-verify", "origin", f"{branch}:{branch}",
-                               *(f":{ref}" for ref in delete), token=token,
-                               timeout=self._network_timeout, check=False)
+        # A retry after a push that landed unanswered finds the branch up to date and the refs
+        # gone: `_landed` counts that as done.
+        result = self._git.remote("push", "--porcelain", "--no-verify", "origin",
+                                  f"{branch}:{branch}", *(f":{ref}" for ref in delete),
+                                  token=token, timeout=self._network_timeout, check=False)
         if result.returncode != 0 and not _landed(result.stdout, branch):
-            detail = scrub(result.stderr.strip() or result.stdout.strip(), token)
-            raise WorkspaceError(f"git push failed (exit {result.returncode}): {detail}")
+            raise _failure("push", result, token)
 
     # -- work in progress: a commit on a hidden ref, beside the branch -------------------------
 
@@ -304,30 +408,28 @@ class Workspace:
         """Point the remote's ``ref`` (outside refs/heads) at ``sha``, whatever it held before."""
         if not ref.startswith("refs/") or ref.startswith(("refs/heads/", "refs/tags/")):
             raise ValueError(f"not a hidden ref: {ref!r}")
-        self._git.run("push", "--quiet", "--no-verify", "--force", "origin", f"{sha}:{ref}",
-                      token=token, timeout=self._network_timeout)
+        self._git.remote("push", "--quiet", "--no-verify", "--force", "origin", f"{sha}:{ref}",
+                         token=token, timeout=self._network_timeout)
 
     def fetch_ref(self, ref: str, token: str | None) -> str | None:
         """Fetch the remote's ``ref`` (objects included); its commit, or None when there is none."""
-        result = self._git.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                               "--no-recurse-submodules", "origin", f"+{ref}:{_FETCHED}",
-                               token=token, timeout=self._network_timeout, check=False)
+        result = self._git.remote("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                                  "--no-recurse-submodules", "origin", f"+{ref}:{_FETCHED}",
+                                  token=token, timeout=self._network_timeout, check=False)
         if result.returncode != 0:
             if "couldn't find remote ref" in result.stderr:
                 return None
-            detail = scrub(result.stderr.strip() or result.stdout.strip(), token)
-            raise WorkspaceError(f"git fetch failed (exit {result.returncode}): {detail}")
+            raise _failure("fetch", result, token)
         return _resolve(self._git, _FETCHED)
 
     def delete_ref(self, ref: str, token: str | None) -> None:
         """Delete the remote's hidden ``ref`` (one that is already gone is no error)."""
         if not ref.startswith("refs/") or ref.startswith(("refs/heads/", "refs/tags/")):
             raise ValueError(f"not a hidden ref: {ref!r}")
-        result = self._git.run("push", "--porcelain", "--no-verify", "origin", f":{ref}",
-                               token=token, timeout=self._network_timeout, check=False)
+        result = self._git.remote("push", "--porcelain", "--no-verify", "origin", f":{ref}",
+                                  token=token, timeout=self._network_timeout, check=False)
         if result.returncode != 0 and not _landed(result.stdout, ref):
-            detail = scrub(result.stderr.strip() or result.stdout.strip(), token)
-            raise WorkspaceError(f"git push failed (exit {result.returncode}): {detail}")
+            raise _failure("push", result, token)
 
     def restore(self, sha: str) -> list[str] | None:
         """Make the work tree what commit ``sha`` holds, uncommitted, if ``sha`` sits directly on
@@ -466,8 +568,8 @@ def _sync_mirror(
     git = _Git(mirror, None, identity)
     if git.run("config", "--get", "remote.origin.url", check=False).stdout.strip() != clone_url:
         git.run("config", "remote.origin.url", clone_url)
-    git.run("fetch", "--quiet", "--prune", "--no-recurse-submodules", "origin", token=token,
-            timeout=timeout)
+    git.remote("fetch", "--quiet", "--prune", "--no-recurse-submodules", "origin", token=token,
+               timeout=timeout)
 
 
 def _create_mirror(
@@ -478,8 +580,9 @@ def _create_mirror(
     _remove(mirror)  # a directory without HEAD is the remains of something broken
     staging = mirror.with_name(f"{mirror.name}.tmp-{secrets.token_hex(4)}")
     try:
-        _Git(None, None, identity).run("clone", "--quiet", "--bare", "--", clone_url, str(staging),
-                                       token=token, timeout=timeout)
+        _Git(None, None, identity).remote("clone", "--quiet", "--bare", "--", clone_url,
+                                          str(staging), token=token, timeout=timeout,
+                                          half_made=(staging,))
         git = _Git(staging, None, identity)
         # Branches and tags only: GitHub's refs/pull/* would multiply what every fetch moves.
         git.run("config", "remote.origin.fetch", "+refs/heads/*:refs/heads/*")

@@ -16,6 +16,11 @@ Then every task must end done with one status comment, no App comment twice, one
 branch, no commit twice, clean labels, and every fault must have been answered at least once (so
 the run proves it met them). One ``CHAOS-GITHUB`` line is printed and appended as JSON to
 ``$NIGHTCREW_CHAOS_REPORT`` when set.
+
+The git stand-in misbehaving instead: every 2nd push refused with 502 for the whole run, two of
+them carried out with their answer lost; the worker's in-process git retries carry every task
+to done with nothing lost, failed or written twice (one ``CHAOS-GIT`` line). A git outage
+longer than those retries, waited out by the job, is ``tests/e2e/test_git_transport.py``'s.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import pytest
 
 from devhub import Fault
 from github_app.tasks import TaskKey
+from github_app.tracker.eventlog import read_events
 from github_app.tracker.status import LABELS, MARKER
 from runner.cli.demo import OWNER, REPO
 from tests.e2e.chaos_harness import ChaosHarness, report
@@ -178,4 +184,107 @@ def test_github_faults_in_bursts_write_everything_once(tasks: int, tmp_path: Pat
         if tally.problems:
             pytest.fail(f"{tally.line()}\n  " + "\n  ".join(tally.problems)
                         + f"\nfaults recorded: {tally.faults_recorded}"
+                        + f"\nlogs under {h.root}\n{h.logs()}", pytrace=False)
+
+
+# -- the git stand-in refusing pushes ------------------------------------------------------------
+
+RECEIVE_PACK = rf"/{OWNER}/{REPO}\.git/git-receive-pack"
+GIT_TASKS = 2
+
+
+def _git_faults() -> dict[str, Fault]:
+    """Pushes (work in progress and green commits alike) fail for the whole run: every 2nd is
+    refused, and twice one is carried out with its answer lost (a retry that were not idempotent
+    would write a second commit). Never as many in a row as the worker's in-process tries."""
+    return {
+        "push_502_applied": Fault(502, "POST", RECEIVE_PACK, count=2, every=3, applied=True,
+                                  git=True),
+        "push_502": Fault(502, "POST", RECEIVE_PACK, count=None, every=2, git=True),
+    }
+
+
+@dataclass
+class GitTally:
+    """What a run with a failing git front lost, failed or did twice; every count should be 0."""
+
+    tasks: int
+    lost: int = 0  # never ended, or ended without its PR
+    failed: int = 0  # ended nightcrew:failed
+    duplicated_comments: int = 0  # status comments beyond one, App comments written twice
+    duplicated_prs: int = 0  # PRs on a task branch beyond one
+    duplicated_commits: int = 0  # empty commits, or the same (tree, subject) twice
+    finished_runs: int = 0  # run_finished events over all tasks: one each
+    pushes_refused: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"CHAOS-GIT: tasks={self.tasks} pushes_refused={self.pushes_refused} "
+                f"lost={self.lost} failed={self.failed} duplicated_comments="
+                f"{self.duplicated_comments} duplicated_prs={self.duplicated_prs} "
+                f"duplicated_commits={self.duplicated_commits} finished_runs={self.finished_runs} "
+                f"seconds={self.seconds:.1f}")
+
+
+def _git_tally(h: ChaosHarness, numbers: list[int], faults: dict[str, Fault],
+               tally: GitTally) -> GitTally:
+    bot = h.hub.bot.login
+    pulls = h.hub.pulls(OWNER, REPO)
+    for number in numbers:
+        task = TaskKey(OWNER, REPO, number)
+        issue = h.hub.issue(OWNER, REPO, number)
+        mine = [c for c in issue["comments"] if c["user"] == bot]
+        status = [c for c in issue["comments"] if MARKER in c["body"]]
+        twice = sum(n - 1 for n in Counter(_body(c) for c in mine).values() if n > 1)
+        tally.duplicated_comments += max(0, len(status) - 1) + twice
+        prs = [p for p in pulls if p["head"] == task.branch]
+        tally.duplicated_prs += max(0, len(prs) - 1)
+        commits, repeated = h.branch_commits(task)
+        tally.duplicated_commits += repeated
+        labels = set(issue["labels"])
+        tally.failed += LABELS["failed"] in labels
+        if LABELS["done"] not in labels or not prs:
+            tally.lost += 1
+            tally.problems.append(f"#{number}: labels {sorted(labels)}, {len(prs)} PRs")
+        landed = task.branch in h.hub.branches(OWNER, REPO)
+        if not landed or "return a + b" not in h.hub.file_at(OWNER, REPO, task.branch, "calc.py"):
+            tally.problems.append(f"#{number}: the fix is not on {task.branch}: {commits}")
+        finished = [e for e in read_events(h.data_dir, task) if e.kind == "run_finished"]
+        tally.finished_runs += len(finished)
+        if len(finished) != 1:
+            tally.problems.append(f"#{number}: {len(finished)} run_finished events (want 1)")
+    tally.pushes_refused = {name: fault.answered for name, fault in faults.items()}
+    for name, count in {"lost": tally.lost, "failed": tally.failed,
+                        "duplicated comments": tally.duplicated_comments,
+                        "duplicated PRs": tally.duplicated_prs,
+                        "duplicated commits": tally.duplicated_commits}.items():
+        if count:
+            tally.problems.append(f"{name}: {count}")
+    unanswered = [name for name, n in tally.pushes_refused.items() if n == 0]
+    if unanswered:
+        tally.problems.append(f"faults never answered (the run did not exercise them): {unanswered}")
+    tally.problems += h.contract_problems()[1]
+    return tally
+
+
+@pytest.mark.timeout(300)
+def test_git_pushes_failing_for_the_whole_run_finish_every_task_once(tmp_path: Path) -> None:
+    faults = _git_faults()
+    with ChaosHarness(tmp_path) as h:
+        h.hub.inject(*faults.values())
+        started = time.monotonic()
+        numbers = h.trigger_many(GIT_TASKS)
+        h.number = numbers[0]
+        tally = GitTally(GIT_TASKS)
+        try:
+            h.wait_until("every task to end", lambda: _all_ended(h, numbers), FINISH_WITHIN_S)
+        except TimeoutError as exc:
+            tally.problems.append(str(exc).splitlines()[0])
+        tally.seconds = time.monotonic() - started
+        h.hub.wait_deliveries(timeout=10)
+        _git_tally(h, numbers, faults, tally)
+        report(tally.line(), {"kind": "chaos-git", **asdict(tally)})
+        if tally.problems:
+            pytest.fail(f"{tally.line()}\n  " + "\n  ".join(tally.problems)
                         + f"\nlogs under {h.root}\n{h.logs()}", pytrace=False)

@@ -19,7 +19,15 @@ import pytest
 import runner.workspace as workspace_module
 from runner.sandbox import SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
-from runner.workspace import SHM, Workspace, WorkspaceError, Workspaces, _is_tmpfs, mirror_path
+from runner.workspace import (
+    SHM,
+    GitTransportError,
+    Workspace,
+    WorkspaceError,
+    Workspaces,
+    _is_tmpfs,
+    mirror_path,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -305,16 +313,21 @@ def test_failed_auth_error_does_not_leak_the_token(
     assert wrong not in message and base64.b64encode(f"x-access-token:{wrong}".encode()).decode() not in message
 
 
-def test_push_to_a_dead_remote_raises_without_the_token(origin: Path, checkout: Checkout) -> None:
+def test_push_to_a_dead_remote_raises_without_the_token(
+    origin: Path, checkout: Checkout, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     ws = checkout(origin)
     git("--git-dir", str(ws.git_dir), "remote", "set-url", "origin", "http://127.0.0.1:9/gone.git")
     (ws.path / "x.txt").write_text("x\n")
     ws.commit_all("x")
+    waited: list[float] = []
+    monkeypatch.setattr(workspace_module, "sleep", waited.append)  # retried, not slept
 
-    with pytest.raises(WorkspaceError) as caught:
+    with pytest.raises(GitTransportError) as caught:
         ws.push(TOKEN)
 
     assert "push failed" in str(caught.value) and TOKEN not in str(caught.value)
+    assert len(waited) == workspace_module.TRANSPORT_ATTEMPTS - 1
 
 
 # -- Workspaces: mirrors, task roots, owners and the sweep ---------------------------------------
