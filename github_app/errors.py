@@ -9,8 +9,12 @@
   a refused API key): checkpoint, say what is needed on the issue, stop as paused; ``/nightcrew
   resume`` continues.
 
-Adapters raise their own subclasses (``github.GitHubRetryable``, ``workspace.GitTransportError``,
-``model.anthropic.ModelAPIError``…) so a message can say what failed; callers catch these three.
+Adapters raise their own subclasses (``github.Retryable``, ``workspace.GitTransportError``,
+``runner.model.ModelKeyRefused``, ``runner.model.patience.ModelUnavailable``…) so a message can
+say what failed; callers catch these three. A model API error that may pass
+(``ModelError.retryable``: overloaded, rate limited, 5xx, unreachable) is retried in place by
+``runner.model.patience.PatientModel`` — the same request again, nothing re-asked — and becomes
+``NeedsHuman`` only when the outage outlasts the wait.
 """
 
 from __future__ import annotations
@@ -40,6 +44,6 @@ class NeedsHuman(NightcrewError):
     ``reason`` is a short machine-readable word (``"model_unavailable"``, ``"model_key"``).
     """
 
-    def __init__(self, message: str, *, reason: str) -> None:
+    def __init__(self, message: str, *, reason: str = "needs_human") -> None:
         super().__init__(message)
         self.reason = reason

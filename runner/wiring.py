@@ -11,10 +11,11 @@ from typing import Any, Literal, TypeVar
 import redis
 
 from github_app import logs
+from github_app import wiring as app_wiring
 from github_app.github import GitHost, GitHubApp
 from github_app.queue import controls
-from github_app.queue.dispatch import scheduler_for
 from github_app.queue.jobqueue import RQJobQueue
+from github_app.queue.model_hold import RedisRefusals
 from github_app.queue.scheduler import TaskScheduler
 from github_app.redis_conn import connect
 from github_app.settings import Settings, SettingsError, load_settings
@@ -22,6 +23,7 @@ from github_app.tasks import TaskKey
 from github_app.tracker.eventlog import EventLog, new_run_id
 from runner.model import ModelClient
 from runner.model.anthropic import models_by_id
+from runner.model.keys import KeyRing, split_keys
 from runner.pipeline.repo_setup import setup_policy
 from runner.pipeline.run import TaskConfig, TaskOutcome
 from runner.sandbox import Sandbox, SandboxPolicy
@@ -38,8 +40,7 @@ class Dependencies:
     policy: SandboxPolicy = field(default_factory=SandboxPolicy)
 
     def app(self) -> GitHubApp:
-        app_id, key = self.settings.require_app()
-        return GitHubApp(app_id, key, self.settings.github_api_url)
+        return app_wiring.app(self.settings)
 
     def host_for(self, task: TaskKey, installation_id: int | None) -> GitHost:
         """The GitHub client for the installation that covers the task's repository."""
@@ -53,11 +54,19 @@ class Dependencies:
         return connect(self.settings)
 
     def models(self) -> Callable[[str], ModelClient]:
-        """Model id → the Anthropic adapter for it (ANTHROPIC_BASE_URL may point it at a stand-in)."""
+        """Model id → the Anthropic adapter for it (ANTHROPIC_BASE_URL may point it at a stand-in).
+
+        The keys rotate fleet-wide: a key the API refused is recorded in Redis and skipped by
+        every worker (``github_app.queue.model_hold``)."""
+        return models_by_id(keys=self.model_keys())
+
+    def model_keys(self) -> KeyRing:
+        """The configured model API keys, refusals shared through Redis."""
         key = self.settings.anthropic_api_key
-        if key is None:
+        keys = split_keys(key.get_secret_value() if key is not None else None)
+        if not keys:
             raise SettingsError("ANTHROPIC_API_KEY is required to run tasks")
-        return models_by_id(api_key=key.get_secret_value())
+        return KeyRing(keys, RedisRefusals(self.connection))
 
     def events_for(self, task: TaskKey) -> EventLog:
         """This run's event log: a JSONL file in the data dir and a Redis stream for watchers."""
@@ -69,18 +78,16 @@ class Dependencies:
 
     def task_config(self) -> TaskConfig:
         s = self.settings
-        try:
-            key: bytes | None = s.checkpoint_key()
-        except SettingsError:
-            key = None  # no secret to sign with: the status comment carries no state block
         return TaskConfig(data_dir=s.data_dir.resolve(), test_timeout_s=s.test_timeout_s,
                           planner_model=s.planner_model, executor_model=s.executor_model,
-                          summarizer_model=s.summarizer_model, checkpoint_key=key)
+                          summarizer_model=s.summarizer_model,
+                          checkpoint_key=app_wiring.checkpoint_key(s),
+                          model_wait_max_s=s.model_wait_max_s)
 
     def scheduler(self) -> tuple[TaskScheduler, RQJobQueue]:
         """The fleet's scheduler and the queue it dispatches to."""
         queue = RQJobQueue(self.connection)
-        return scheduler_for(self.settings, queue), queue
+        return app_wiring.scheduler_for(self.settings, queue), queue
 
     def sandbox_for(self, workspace: Path, *, network: bool = False) -> Sandbox:
         """The agent's sandbox (network off), or the setup phase's (network on), on the backend
@@ -89,7 +96,7 @@ class Dependencies:
         if self.settings.sandbox == "docker":
             return DockerSandbox(workspace, policy, image=self.settings.sandbox_image,
                                  base_url=self.settings.docker_url)
-        return BwrapSandbox(workspace, policy)
+        return BwrapSandbox.for_task(workspace, policy)
 
 
 @dataclass(frozen=True)

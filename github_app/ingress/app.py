@@ -33,6 +33,7 @@ from github_app.ingress.routing import (
 from github_app.ingress.signatures import verify
 from github_app.queue.jobqueue import INSTALLATION_JOB, INTAKE_JOB
 from github_app.queue.label_cache import TriggerLabels
+from github_app.queue.payloads import IntakeJob
 from github_app.redis_conn import connect_url
 from github_app.redis_conn import redis_url as configured_redis_url
 from github_app.settings import Settings, load_settings
@@ -149,24 +150,22 @@ def _decide(
 
 def _job(
     decision: Command | UnknownCommand | InstallationChange, delivery: str, label: str | None,
-) -> tuple[str, dict[str, Any], str]:
+) -> tuple[str, str | dict[str, Any], str]:
     """The intake-queue job for a decision: (dotted name, JSON-safe argument, what for the log)."""
     if isinstance(decision, InstallationChange):
         return INSTALLATION_JOB, dataclasses.asdict(decision), f"installation {decision.installation_id}"
-    return INTAKE_JOB, _job_args(decision, delivery, label), str(decision.task)
+    return INTAKE_JOB, _intake_job(decision, delivery, label).to_json(), str(decision.task)
 
 
-def _job_args(decision: Command | UnknownCommand, delivery: str, label: str | None) -> dict[str, Any]:
-    """The intake job's argument: JSON-safe, never a client object."""
-    task = decision.task
-    common = {
-        "task": str(task), "actor": decision.actor, "installation_id": decision.installation_id,
-        "comment_id": decision.comment_id, "delivery": delivery, "label": label,
-    }
+def _intake_job(decision: Command | UnknownCommand, delivery: str, label: str | None) -> IntakeJob:
+    """The intake job's argument: a typed, versioned record, never a client object."""
+    job = IntakeJob(task=decision.task, actor=decision.actor, delivery=delivery, label=label,
+                    installation_id=decision.installation_id, comment_id=decision.comment_id,
+                    kind="unknown")
     if isinstance(decision, UnknownCommand):
-        return {**common, "kind": "unknown", "args": decision.verb, "is_pull_request": False}
-    return {**common, "kind": decision.kind, "args": decision.args,
-            "is_pull_request": decision.is_pull_request}
+        return dataclasses.replace(job, args=decision.verb)
+    return dataclasses.replace(job, kind=decision.kind, args=decision.args,
+                               is_pull_request=decision.is_pull_request)
 
 
 def _answer(status: int, message: str, **extra: Any) -> JSONResponse:

@@ -61,11 +61,12 @@ def _accept_call(entries: list[Entry]) -> tuple[list[str], list[str]]:
 
 @dataclass(frozen=True)
 class Entry:
-    """One accepted delivery: the intake job to create, by dotted name, with a JSON argument."""
+    """One accepted delivery: the intake job to create, by dotted name, with its argument (an
+    ``IntakeJob``'s JSON text, or a JSON object for the installation job)."""
 
     job_id: str
     func: str
-    args: dict[str, Any]
+    args: str | dict[str, Any]
 
     def encode(self) -> str:
         return json.dumps({"id": self.job_id, "func": self.func, "args": self.args},
@@ -81,7 +82,7 @@ class Entry:
         if not isinstance(data, dict):
             return None
         job_id, func, args = data.get("id"), data.get("func"), data.get("args")
-        if not isinstance(job_id, str) or func not in JOBS or not isinstance(args, dict):
+        if not isinstance(job_id, str) or func not in JOBS or not isinstance(args, str | dict):
             return None
         return cls(job_id, str(func), args)
 

@@ -7,52 +7,49 @@ hands it to RQ (job id = task key) when a slot is free.
 
 from __future__ import annotations
 
-import json
 import re
+from dataclasses import replace
 from typing import Any
 
-from github_app import logs
-from github_app.github import GitHost, GitHubApp
+import redis
+
+from github_app import logs, wiring
+from github_app.github import GitHost
 from github_app.ingress.routing import COMMANDS
 from github_app.queue import controls
-from github_app.queue.dispatch import advance, scheduler_for
-from github_app.queue.jobqueue import JobQueue, RQJobQueue
+from github_app.queue.dispatch import advance
+from github_app.queue.jobqueue import JobQueue
 from github_app.queue.label_cache import remember_trigger_label
+from github_app.queue.payloads import IntakeJob, TaskJob
 from github_app.queue.scheduler import TaskScheduler
 from github_app.queue.stopper import stopped_view
-from github_app.redis_conn import connect
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config, render_config_error
-from github_app.settings import Settings, SettingsError, load_settings
+from github_app.settings import load_settings
 from github_app.tasks import TaskKey
-from github_app.tracker import status
-from github_app.tracker.checkpoint import Checkpoint, render_block, utc_now
-from github_app.trust import Refusal, check_actor, check_app_permissions
+from github_app.tracker import lifecycle
+from github_app.tracker.issue import IssueTracker, empty_checkpoint
+from github_app.tracker.lifecycle import Refusal, State
+from github_app.tracker.status import StatusView
+from github_app.trust import Refusal as TrustRefusal
+from github_app.trust import check_actor, check_app_permissions
 
 AUTOMATIC_KINDS = frozenset({"review", "revise"})
 log = logs.get("nightcrew.intake")
 
 
-def intake(args: dict[str, Any]) -> str:
+def intake(raw: str | dict[str, Any]) -> str:
     """RQ entry point: wire adapters from settings, then ``handle``."""
     settings = load_settings()
-    app_id, key = settings.require_app()
-    app = GitHubApp(app_id, key, settings.github_api_url)
-    task = TaskKey.parse(args["task"])
-    installation = args.get("installation_id") or app.installation_for(task.owner, task.repo)
-    queue = RQJobQueue(connect(settings))
-    return handle({**args, "installation_id": int(installation)}, app.host(int(installation)),
-                  queue, scheduler_for(settings, queue), checkpoint_key=_key_or_none(settings),
-                  stop_grace_s=settings.stop_grace_s)
+    job = IntakeJob.from_json(raw)
+    app = wiring.app(settings)
+    installation = job.installation_id or app.installation_for(job.task.owner, job.task.repo)
+    jobs = wiring.queue(settings)
+    return handle(replace(job, installation_id=int(installation)), app.host(int(installation)),
+                  jobs, wiring.scheduler_for(settings, jobs),
+                  checkpoint_key=wiring.checkpoint_key(settings), stop_grace_s=settings.stop_grace_s)
 
 
-def _key_or_none(settings: Settings) -> bytes | None:
-    try:
-        return settings.checkpoint_key()
-    except SettingsError:
-        return None
-
-
-def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, scheduler: TaskScheduler,
+def handle(job: IntakeJob, host: GitHost, queue: JobQueue, scheduler: TaskScheduler,
            checkpoint_key: bytes | None = None,
            stop_grace_s: float = controls.DEFAULT_STOP_GRACE_S) -> str:
     """Apply one routed command; returns what happened, for the job's result.
@@ -60,10 +57,9 @@ def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, scheduler: Task
     ``stop_grace_s``: how long a running task has to honour a cancel or pause before a worker
     kills it and finishes it from outside (``github_app.queue.stopper``).
     """
-    task = TaskKey.parse(args["task"])
-    kind = str(args["kind"])
+    task, kind = job.task, job.kind
     if kind in ("unknown", "help"):
-        _reply(host, task, args, _help_text(args["args"] if kind == "unknown" else None))
+        _reply(host, job, _help_text(job.args if kind == "unknown" else None))
         return kind
     if kind in AUTOMATIC_KINDS:
         # Review and revision tasks come from nightcrew's own PRs, not from a person typing:
@@ -71,178 +67,171 @@ def handle(args: dict[str, Any], host: GitHost, queue: JobQueue, scheduler: Task
         log.info("intake.deferred", task=str(task), kind=kind)
         return f"deferred:{kind}"
     if kind not in STEERING and kind != "start":
-        _reply(host, task, args, f"`/nightcrew {kind}` is not available yet in this version.")
+        _reply(host, job, f"`/nightcrew {kind}` is not available yet in this version.")
         return f"unsupported:{kind}"
     try:
         config = load_repo_config(host, task.owner, task.repo)
     except RepoConfigError as exc:
-        _reply(host, task, args, render_config_error(exc))
+        _reply(host, job, render_config_error(exc))
         log.info("intake.config_error", task=str(task), error=str(exc))
         return "config-error"
     remember_trigger_label(scheduler.connection, task.full_name, config.trigger_label)
-    if args.get("label") and args["label"] != config.trigger_label:
+    if job.label and job.label != config.trigger_label:
         return "not-the-trigger-label"  # the repo renamed its trigger; this label means nothing
-    refusal = _refusal(task, host, args["actor"], config)
+    refusal = _refusal(task, host, job.actor, config)
     if refusal is not None:
-        _reply(host, task, args, f"{refusal.reason} Nothing was started.")
-        log.info("intake.refused", task=str(task), actor=args["actor"], reason=refusal.reason)
+        _reply(host, job, f"{refusal.reason} Nothing was started.")
+        log.info("intake.refused", task=str(task), actor=job.actor, reason=refusal.reason)
         return "refused"
-    host.react(task, "eyes", args.get("comment_id"))
+    host.react(task, "eyes", job.comment_id)
+    tracker = IssueTracker(host, task, checkpoint_key)
     if kind in STEERING:
-        return steer(task, kind, str(args.get("args") or ""), args, host, queue, scheduler, config,
-                     stop_grace_s=stop_grace_s, checkpoint_key=checkpoint_key)
+        return steer(job, tracker, queue, scheduler, config, stop_grace_s=stop_grace_s)
     if scheduler.state(task) or queue.is_live(task.job_id):
         log.info("intake.already_queued", task=str(task))
         return "already-queued"
     # Nothing runs: a stop request left from an earlier run (it ended before reading it) must not
     # stop this one at its first step.
     controls.clear_stop(scheduler.connection, task)
-    comment_id = host.create_comment(task, _queued_status(task, checkpoint_key),
-                                     key=status.comment_key(task))
-    return _enqueue(task, args, comment_id, host, queue, scheduler, config)
+    tracker.write(StatusView("queued", str(task)), empty_checkpoint(task, "queued"))
+    return _enqueue(job, tracker, queue, scheduler, config)
 
 
 def _enqueue(
-    task: TaskKey, args: dict[str, Any], comment_id: int, host: GitHost, queue: JobQueue,
-    scheduler: TaskScheduler, config: RepoConfig, *, resume: bool = False, fresh: bool = False,
+    job: IntakeJob, tracker: IssueTracker, queue: JobQueue, scheduler: TaskScheduler,
+    config: RepoConfig, *, resume: bool = False, fresh: bool = False,
 ) -> str:
     """Hand the task to the fair scheduler (a resume keeps its status comment and checkpoint)."""
-    _set_state_label(host, task, "queued")
-    job_args = {
-        "task": str(task), "installation_id": args["installation_id"],
-        "status_comment": comment_id, "actor": args["actor"], "resume": resume, "fresh": fresh,
-    }
-    submitted = scheduler.submit(task, int(args["installation_id"]), job_args,
-                                 repo_cap=config.caps.per_repository)
+    assert job.installation_id is not None and tracker.comment_id is not None
+    tracker.set_state("queued")
+    payload = TaskJob(task=job.task, installation_id=job.installation_id,
+                      status_comment=tracker.comment_id, actor=job.actor, resume=resume, fresh=fresh)
+    submitted = scheduler.submit(payload, repo_cap=config.caps.per_repository)
     advance(scheduler, queue)
-    log.info("intake.queued", task=str(task), new=submitted.new, status_comment=comment_id,
-             resume=resume)
+    log.info("intake.queued", task=str(job.task), new=submitted.new,
+             status_comment=tracker.comment_id, resume=resume)
     return "resumed" if resume else "queued"
 
 
 STEERING = frozenset({"cancel", "pause", "resume", "retry", "budget", "approve", "status"})
 _BUDGET = re.compile(r"^\s*(\+)?\s*\$?\s*(\d+(?:\.\d{1,2})?)\s*$")
-_RESUMABLE = {"paused", "needs_approval", "failed", "cancelled"}
 
 
 def steer(
-    task: TaskKey, kind: str, text: str, args: dict[str, Any], host: GitHost, queue: JobQueue,
-    scheduler: TaskScheduler, config: RepoConfig,
-    *, stop_grace_s: float = controls.DEFAULT_STOP_GRACE_S, checkpoint_key: bytes | None = None,
+    job: IntakeJob, tracker: IssueTracker, queue: JobQueue, scheduler: TaskScheduler,
+    config: RepoConfig, *, stop_grace_s: float = controls.DEFAULT_STOP_GRACE_S,
 ) -> str:
-    """``cancel``, ``pause``, ``resume``, ``retry``, ``budget``, ``approve``, ``status``."""
-    connection = scheduler.connection
-    where = _where(task, host, queue, scheduler)
-    if kind in ("cancel", "pause"):
-        return _stop(task, "cancel" if kind == "cancel" else "pause", args, host, scheduler, where,
-                     grace_s=stop_grace_s, checkpoint_key=checkpoint_key)
-    if kind == "status":
-        if where == "running":
+    """``cancel``, ``pause``, ``resume``, ``retry``, ``budget``, ``approve``, ``status``: the
+    lifecycle says where the command takes the task; this does what that takes."""
+    task, connection, text = job.task, scheduler.connection, job.args
+    where = _where(task, tracker.host, queue, scheduler)
+    command = _command(job.kind, text)
+    move = lifecycle.transition(where, command)
+    shown = _shown(where)
+    if job.kind == "status":
+        if where in ("running", "publishing"):
             controls.request_render(connection, task)
-        return f"status:{where}"
-    if kind == "budget":
-        match = _BUDGET.match(text)
-        if match is None:
-            _reply(host, task, args, "Say `/nightcrew budget +$5` (add five dollars) or "
-                                      "`/nightcrew budget $5` (the same: budgets only grow).")
-            return "budget:unreadable"
-        controls.grant_budget(connection, task, float(match.group(2)))
-    if kind == "approve":
-        wanted = [w for w in re.split(r"[\s,]+", text.strip()) if w] or list(config.approval.require_for)
-        unknown = [w for w in wanted if w not in config.approval.require_for]
-        if unknown:
-            kinds = ", ".join(f"`{k}`" for k in config.approval.require_for)
-            _reply(host, task, args, f"Nothing to approve called {', '.join(unknown)}; the kinds "
-                                      f"that wait for approval here are {kinds}.")
-            return "approve:unknown"
-        controls.approve(connection, task, wanted)
-    if where in ("queued", "running"):
-        return f"{kind}:noted"  # a grant reaches the running task at its next start; nothing else to do
-    if where not in _RESUMABLE and kind in ("resume", "retry"):
-        _reply(host, task, args, "There is no stopped nightcrew task on this issue to "
-                                  f"{kind}; label it or say `/nightcrew fix` to start one.")
-        return f"{kind}:nothing"
-    if kind in ("budget", "approve") and where not in _RESUMABLE:
-        return f"{kind}:noted"
+        return f"status:{shown}"
+    if command in ("budget", "approve") and not _granted(job, tracker.host, config, connection):
+        return f"{job.kind}:unreadable" if command == "budget" else "approve:unknown"
+    if isinstance(move, Refusal):
+        if where in lifecycle.ACTIVE or command in ("budget", "approve"):
+            return f"{job.kind}:noted"  # a grant reaches the task at its next start
+        _reply(tracker.host, job, move.reason)
+        return f"{job.kind}:nothing"
+    if command in ("cancel", "pause"):
+        kind: controls.StopKind = "cancel" if command == "cancel" else "pause"
+        if move.deferred:
+            controls.request_stop(connection, task, kind, job.actor, grace_s=stop_grace_s)
+            return f"{kind}:requested"
+        return _stop_queued(job, kind, tracker, scheduler, stop_grace_s)
+    if move.deferred:
+        return f"{job.kind}:noted"
     controls.clear_stop(connection, task)
-    comment_id = host.find_comment(task, status.MARKER) or host.create_comment(
-        task, _queued_status(task, None), key=status.comment_key(task))
-    fresh = kind == "retry" and text.strip().lower() == "fresh"
-    return _enqueue(task, args, comment_id, host, queue, scheduler, config, resume=not fresh,
-                    fresh=fresh)
+    if tracker.find() is None:
+        tracker.write(StatusView("queued", str(task)))
+    fresh = command == "retry_fresh"
+    return _enqueue(job, tracker, queue, scheduler, config, resume=not fresh, fresh=fresh)
 
 
-def _where(task: TaskKey, host: GitHost, queue: JobQueue, scheduler: TaskScheduler) -> str:
-    """Where the task is: queued / running (from Redis), else its state label on the issue."""
+def _command(kind: str, text: str) -> lifecycle.Command:
+    """The lifecycle command a steering verb is (``retry fresh`` is its own)."""
+    if kind == "retry" and text.strip().lower() == "fresh":
+        return "retry_fresh"
+    for command in lifecycle.COMMANDS:
+        if command == kind:
+            return command
+    raise ValueError(f"not a steering command: {kind!r}")
+
+
+def _granted(job: IntakeJob, host: GitHost, config: RepoConfig, connection: redis.Redis) -> bool:
+    """Record a budget grant or an approval (kept until the task's next start folds it in);
+    False, with a reply saying why, when the request cannot be read."""
+    if job.kind == "budget":
+        match = _BUDGET.match(job.args)
+        if match is None:
+            _reply(host, job, "Say `/nightcrew budget +$5` (add five dollars) or "
+                              "`/nightcrew budget $5` (the same: budgets only grow).")
+            return False
+        controls.grant_budget(connection, job.task, float(match.group(2)))
+        return True
+    wanted = [w for w in re.split(r"[\s,]+", job.args.strip()) if w] or list(config.approval.require_for)
+    unknown = [w for w in wanted if w not in config.approval.require_for]
+    if unknown:
+        kinds = ", ".join(f"`{k}`" for k in config.approval.require_for)
+        _reply(host, job, f"Nothing to approve called {', '.join(unknown)}; the kinds "
+                          f"that wait for approval here are {kinds}.")
+        return False
+    controls.approve(connection, job.task, wanted)
+    return True
+
+
+def _where(task: TaskKey, host: GitHost, queue: JobQueue, scheduler: TaskScheduler) -> State | None:
+    """Where the task is: queued / running (from Redis), else the stopped or final state its
+    label shows (None: no task on this issue)."""
     record = scheduler.state(task)
     if record.get("state") == "pending":
         return "queued"
     if record or queue.is_live(task.job_id):
         return "running"
-    labels = set(host.issue(task).labels)
-    states: tuple[status.State, ...] = ("paused", "needs_approval", "failed", "cancelled", "done")
-    for state in states:
-        if status.LABELS[state] in labels:
-            return state
-    return "none"
+    return lifecycle.state_of_labels(set(host.issue(task).labels))
 
 
-def _stop(
-    task: TaskKey, kind: controls.StopKind, args: dict[str, Any], host: GitHost,
-    scheduler: TaskScheduler, where: str, *, grace_s: float = controls.DEFAULT_STOP_GRACE_S,
-    checkpoint_key: bytes | None = None,
-) -> str:
-    """A running task is asked to stop at its next step (within ``grace_s``, or a worker stops
-    it from outside); a waiting one is taken off the queue at once."""
-    if where == "running":
-        controls.request_stop(scheduler.connection, task, kind, str(args["actor"]), grace_s=grace_s)
-        return f"{kind}:requested"
-    if where != "queued":
-        _reply(host, task, args, f"There is no queued or running nightcrew task on this issue to {kind}.")
-        return f"{kind}:nothing"
-    record = scheduler.state(task)
+def _shown(where: State | None) -> str:
+    """How a ``status`` answer names the place (the job result; ``none`` for no task)."""
+    return "none" if where is None else "running" if where == "publishing" else where
+
+
+def _stop_queued(job: IntakeJob, kind: controls.StopKind, tracker: IssueTracker,
+                 scheduler: TaskScheduler, grace_s: float) -> str:
+    """A waiting task is taken off the queue at once; one dispatched meanwhile is asked to stop
+    at its next step (within ``grace_s``, or a worker stops it from outside)."""
+    task = job.task
+    payload = scheduler.payload(task)
     if not scheduler.withdraw(task):  # dispatched since we looked: it is running now
-        controls.request_stop(scheduler.connection, task, kind, str(args["actor"]), grace_s=grace_s)
+        controls.request_stop(scheduler.connection, task, kind, job.actor, grace_s=grace_s)
         return f"{kind}:requested"
-    state: status.State = "cancelled" if kind == "cancel" else "paused"
+    state: State = "cancelled" if kind == "cancel" else "paused"
     verb = "Cancelled" if kind == "cancel" else "Paused"
     go_on = "retry" if kind == "cancel" else "resume"
-    comment_id = json.loads(record.get("args") or "{}").get("status_comment")
-    detail = f"{verb} by @{args['actor']} while queued. Say `/nightcrew {go_on}` to go on."
-    if comment_id:
+    detail = f"{verb} by @{job.actor} while queued. Say `/nightcrew {go_on}` to go on."
+    if payload is not None and payload.status_comment:
         # The signed checkpoint stays, in the final state: a resume continues from it, and the
         # reconciler does not bring the task back after a lost Redis.
-        body = next((c.body for c in host.list_comments(task) if c.id == int(comment_id)), "")
-        view = stopped_view(task, state, detail, body, checkpoint_key)
-        host.update_comment(task, int(comment_id), status.render(view), key=status.comment_key(task))
-    _set_state_label(host, task, state)
+        tracker.comment_id = payload.status_comment
+        body = tracker.status_body()
+        tracker.write(stopped_view(task, state, detail, body, tracker.key))
+    tracker.set_state(state)
     return f"{kind}:dequeued"
 
 
-def _queued_status(task: TaskKey, key: bytes | None) -> str:
-    """The first status comment; its signed block lets the reconciler trust it after Redis loss."""
-    block = "" if key is None else render_block(Checkpoint(
-        task=str(task), state="queued", step=0, branch=task.branch, head_sha=None, base_sha=None,
-        plan=(), budget={}, approved=(), pr_number=None, writes=(), updated_at=utc_now()), key)
-    return status.render(status.StatusView("queued", str(task), checkpoint_block=block))
-
-
-def _reply(host: GitHost, task: TaskKey, args: dict[str, Any], body: str) -> int:
+def _reply(host: GitHost, job: IntakeJob, body: str) -> int:
     """Answer a delivery once: a retried intake job finds its earlier reply instead of writing again."""
-    delivery = str(args.get("delivery") or "")
-    key = f"reply-{delivery}" if re.fullmatch(r"[A-Za-z0-9-]{1,64}", delivery) else None
-    return host.create_comment(task, body, key=key)
+    key = f"reply-{job.delivery}" if re.fullmatch(r"[A-Za-z0-9-]{1,64}", job.delivery) else None
+    return host.create_comment(job.task, body, key=key)
 
 
-def _set_state_label(host: GitHost, task: TaskKey, state: status.State) -> None:
-    wanted = status.LABELS[state]
-    for label in status.ALL_STATE_LABELS:
-        if label != wanted:
-            host.remove_label(task, label)
-    host.add_labels(task, [wanted])
-
-
-def _refusal(task: TaskKey, host: GitHost, actor: str, config: RepoConfig) -> Refusal | None:
+def _refusal(task: TaskKey, host: GitHost, actor: str, config: RepoConfig) -> TrustRefusal | None:
     """The actor's permission (per the repo's policy), then the App's own permissions."""
     policy = config.allowed
     refusal = check_actor(

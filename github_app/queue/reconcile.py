@@ -17,18 +17,17 @@ from typing import Protocol
 
 import redis
 
-from github_app import logs
-from github_app.github import Comment, GitHubApp
-from github_app.queue.dispatch import advance, scheduler_for
-from github_app.queue.jobqueue import JobQueue, RQJobQueue
+from github_app import logs, wiring
+from github_app.github import Comment
+from github_app.queue.dispatch import advance
+from github_app.queue.jobqueue import JobQueue
+from github_app.queue.payloads import TaskJob
 from github_app.queue.scheduler import TaskScheduler
-from github_app.redis_conn import connect
 from github_app.settings import Settings
 from github_app.tasks import TaskKey
-from github_app.tracker import status
+from github_app.tracker import lifecycle, status
 from github_app.tracker.checkpoint import read_block
 
-ACTIVE: tuple[status.State, ...] = ("queued", "running")
 log = logs.get("nightcrew.reconcile")
 
 
@@ -88,10 +87,9 @@ def due(connection: redis.Redis) -> bool:
 
 def reconcile_from_settings(settings: Settings) -> Report:
     """``nightcrew reconcile`` and the workers' periodic pass: the adapters from settings."""
-    app_id, private_key = settings.require_app()
-    app = GitHubApp(app_id, private_key, settings.github_api_url)
-    queue = RQJobQueue(connect(settings))
-    scheduler = scheduler_for(settings, queue)
+    app = wiring.app(settings)
+    queue = wiring.queue(settings)
+    scheduler = wiring.scheduler_for(settings, queue)
     report = reconcile(app, scheduler, queue, settings.checkpoint_key(), bot_login=app.bot_login)
     advance(scheduler, queue)
     return report
@@ -99,8 +97,8 @@ def reconcile_from_settings(settings: Settings) -> Report:
 
 def _active_tasks(host: InstallationView, owner: str, repo: str) -> list[TaskKey]:
     numbers: set[int] = set()
-    for state in ACTIVE:
-        numbers.update(host.issues_with_label(owner, repo, status.LABELS[state]))
+    for label in sorted({lifecycle.label(state) for state in lifecycle.ACTIVE}):
+        numbers.update(host.issues_with_label(owner, repo, label))
     return [TaskKey(owner, repo, n) for n in sorted(numbers)]
 
 
@@ -117,9 +115,8 @@ def _bring_back(
     read = read_block(comment.body, key, task=str(task))
     if read.checkpoint is None:
         return f"checkpoint {read.problem or 'missing'}"
-    if read.checkpoint.state not in ACTIVE:
+    if read.checkpoint.state not in lifecycle.ACTIVE:
         return f"checkpoint says {read.checkpoint.state}"
-    args = {"task": str(task), "installation_id": installation, "status_comment": comment.id,
-            "actor": "nightcrew-reconciler", "resume": False, "fresh": False}
-    scheduler.submit(task, installation, args)
+    scheduler.submit(TaskJob(task=task, installation_id=installation, status_comment=comment.id,
+                             actor="nightcrew-reconciler"))
     return None

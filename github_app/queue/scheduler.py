@@ -10,15 +10,15 @@ dispatchers on two machines never hand out the same slot twice.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from typing import Any
 
 import redis
 
+from github_app.queue.payloads import PayloadError, TaskJob
 from github_app.tasks import TaskKey
 
 PREFIX = "nc:sched"
@@ -121,7 +121,7 @@ class Caps:
 @dataclass(frozen=True)
 class Dispatched:
     task: TaskKey
-    args: dict[str, Any]
+    payload: TaskJob
 
 
 @dataclass(frozen=True)
@@ -146,15 +146,13 @@ class TaskScheduler:
         self._dispatch = connection.register_script(_DISPATCH)
         self._release = connection.register_script(_RELEASE)
 
-    def submit(
-        self, task: TaskKey, installation: int, args: Mapping[str, Any],
-        *, repo_cap: int | None = None,
-    ) -> Submitted:
+    def submit(self, payload: TaskJob, *, repo_cap: int | None = None) -> Submitted:
         """Queue a task unless it is already pending or running."""
+        task, installation = payload.task, payload.installation_id
         state = self._submit(
             keys=[_task(task), _pending(installation), RING, f"{PREFIX}:cap:repo:{task.full_name}",
                   SERVED],
-            args=[str(task), installation, task.full_name, json.dumps(dict(args)), time.time(),
+            args=[str(task), installation, task.full_name, payload.to_json(), time.time(),
                   repo_cap or self.caps.per_repository],
         )
         text = _text(state)
@@ -169,7 +167,7 @@ class TaskScheduler:
         )
         pairs = [_text(item) for item in raw]
         return [
-            Dispatched(TaskKey.parse(key), json.loads(args))
+            Dispatched(TaskKey.parse(key), TaskJob.from_json(args))
             for key, args in zip(pairs[::2], pairs[1::2], strict=True)
         ]
 
@@ -193,6 +191,16 @@ class TaskScheduler:
         """The task's record (state, installation, repo, args…), empty when unknown."""
         raw = self.connection.hgetall(_task(task))
         return {_text(k): _text(v) for k, v in raw.items()}
+
+    def payload(self, task: TaskKey) -> TaskJob | None:
+        """The job argument the task was submitted with (None: unknown, or unreadable)."""
+        raw = self.connection.hget(_task(task), "args")
+        if raw is None:
+            return None
+        try:
+            return TaskJob.from_json(_text(raw))
+        except PayloadError:
+            return None
 
     def mark_shown(self, task: TaskKey, position: int) -> bool:
         """Record the position shown on the issue; True when it differs from the last one."""

@@ -20,6 +20,11 @@ boundary — is stopped by a worker's maintenance pass:
 A task whose worker died while a stop request was pending is finished the same way by the sweep
 (``dispatch.sweep`` asks ``drop_lost``) instead of being run again.
 
+A run that did not end by itself never writes its ``run_finished``; the fleet closes its event
+log for it, once: with the final state when it is finished from outside, and with ``queued`` when
+the sweep puts a task whose worker died back in the queue (``close_lost``). Either closing says
+how the run ended (``interrupted``: "lost" or "killed"), so no run's log stays open forever.
+
 The race with a task that finishes itself at the same moment ends in one consistent state: if
 its own ``finally`` ran (the scheduler no longer holds it, or RQ says the job finished), what it
 wrote stands and only the claim is dropped; otherwise it was killed before it was done, and the
@@ -28,7 +33,6 @@ final state written here replaces whatever part of its own it had written.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -37,17 +41,18 @@ from typing import Any, Literal
 
 import redis
 
-from github_app import logs
-from github_app.github import GitHost, GitHubApp
+from github_app import logs, wiring
 from github_app.queue import controls
 from github_app.queue.dispatch import advance
 from github_app.queue.jobqueue import RQJobQueue, heartbeat_key, job_enqueued_at, job_state, stop_job
 from github_app.queue.scheduler import TaskScheduler
-from github_app.settings import Settings, SettingsError
+from github_app.settings import Settings
 from github_app.tasks import TaskKey
 from github_app.tracker import status
 from github_app.tracker.checkpoint import Checkpoint, read_block, render_block, utc_now
-from github_app.tracker.eventlog import EventLog, latest_run, new_run_id, read_events
+from github_app.tracker.eventlog import Event, EventLog, new_run_id, open_runs, read_events, tail
+from github_app.tracker.issue import IssueTracker, empty_checkpoint
+from github_app.tracker.lifecycle import State
 
 CLAIM_PREFIX = f"{controls.PREFIX}:stopping"  # + ":" + task (lower case): hash, one per claim
 CLAIMS = f"{controls.PREFIX}:stopping-index"  # set of task keys with a claim
@@ -55,7 +60,8 @@ CLAIM_TTL_S = controls.STOP_TTL_S
 KILL_RESEND_S = 15.0  # a claimed job still live this long after its stop command gets another
 FINISH_LEASE_S = 120.0  # a finisher that died half-way is taken over after this long
 Why = Literal["grace", "lost"]
-HostFor = Callable[[TaskKey, int | None], GitHost]
+LOST_DETAIL = "The worker running this was lost; the task waits to run again from its last checkpoint."
+HostFor = wiring.HostFor
 StopJob = Callable[[redis.Redis, str], None]
 log = logs.get("nightcrew.stopper")
 
@@ -217,6 +223,11 @@ class Stopper:
         self._finish_logged(claim)
         return True
 
+    def close_lost(self, task: TaskKey) -> list[str]:
+        """For the sweep, before it queues a lost task again: close the log of every run of it
+        left open (its worker died); returns those run ids."""
+        return self._close_runs(task, "queued", LOST_DETAIL, interrupted="lost")
+
     def _finish_logged(self, claim: Claim) -> bool:
         """``_finish``; a failure (GitHub down) is logged and the next pass tries again."""
         try:
@@ -281,39 +292,58 @@ class Stopper:
     def _write_final(self, claim: Claim, record: dict[str, str]) -> None:
         """The status comment (final state, re-signed checkpoint), then the state label."""
         task = claim.task
-        args: dict[str, Any] = json.loads(record.get("args") or "{}")
-        installation = args.get("installation_id") or record.get("installation")
+        payload = self.scheduler.payload(task)
+        installation = payload.installation_id if payload else record.get("installation")
         host = self.hosts(task, int(installation) if installation else None)
-        state: status.State = "cancelled" if claim.kind == "cancel" else "paused"
-        comment_id = args.get("status_comment") or host.find_comment(task, status.MARKER)
-        body = next((c.body for c in host.list_comments(task) if c.id == comment_id), "") \
-            if comment_id else ""
-        checkpoint = resigned(task, body, state, self.checkpoint_key)
+        state: State = "cancelled" if claim.kind == "cancel" else "paused"
+        tracker = IssueTracker(host, task, self.checkpoint_key,
+                               comment_id=payload.status_comment if payload else None)
+        checkpoint = resigned(task, tracker.status_body(), state, self.checkpoint_key)
         detail = final_detail(task, claim, self.grace_s, checkpoint)
-        view = final_view(task, state, detail, checkpoint, self.checkpoint_key)
-        text = status.render(view)
-        if comment_id:
-            host.update_comment(task, int(comment_id), text, key=status.comment_key(task))
-        else:
-            host.create_comment(task, text, key=status.comment_key(task))
-        wanted = status.LABELS[state]
-        present = set(host.issue(task).labels)
-        for label in status.ALL_STATE_LABELS:
-            if label != wanted and label in present:
-                host.remove_label(task, label)
-        host.add_labels(task, [wanted])
-        self._event(task, state, detail)
+        tracker.write(final_view(task, state, detail, checkpoint, self.checkpoint_key))
+        tracker.set_state(state)
+        how = "killed" if claim.why == "grace" else "lost"
+        if not self._close_runs(task, state, detail, interrupted=how):
+            # No run of it is open (it was killed before its run started, or its log is on
+            # another machine and gone from the stream): the final state is still recorded.
+            self._close_runs(task, state, detail, interrupted=how, runs={new_run_id(): 0})
 
-    def _event(self, task: TaskKey, state: status.State, detail: str) -> None:
-        """The run's event log ends too (best effort: the issue is the record)."""
+    def _close_runs(self, task: TaskKey, state: status.State, detail: str, *, interrupted: str,
+                    runs: dict[str, int] | None = None) -> list[str]:
+        """Write ``run_finished`` for each run left open (or for ``runs``: id → seq to follow);
+        best effort, the issue is the record. Returns the runs closed."""
         if self.data_dir is None:
-            return
+            return []
+        closed = []
         try:
-            run = latest_run(read_events(self.data_dir, task)) or new_run_id()
-            EventLog(self.data_dir, task, run, redis=self.connection).emit(
-                "run_finished", state=state, detail=detail)
+            for run, seq in (open_runs(self._events(task)) if runs is None else runs).items():
+                EventLog(self.data_dir, task, run, redis=self.connection, after_seq=seq).emit(
+                    "run_finished", state=state, detail=detail, interrupted=interrupted)
+                closed.append(run)
         except (OSError, ValueError) as exc:
             log.warning("stopper.event_failed", task=str(task), error=f"{type(exc).__name__}: {exc}")
+        if closed:
+            log.info("stopper.runs_closed", task=str(task), runs=closed, state=state,
+                     interrupted=interrupted)
+        return closed
+
+    def _events(self, task: TaskKey) -> list[Event]:
+        """The task's events in this machine's file, then those only the Redis stream holds (a
+        run on another machine); a Redis failure leaves just the file's."""
+        assert self.data_dir is not None
+        events = read_events(self.data_dir, task)
+        seen = {(e.run, e.seq) for e in events}
+        last = "0-0"
+        try:
+            while True:
+                batch, after = tail(self.connection, task, last, block_ms=None)
+                events += [e for e in batch if (e.run, e.seq) not in seen]
+                if after == last:
+                    return events
+                last = after
+        except redis.RedisError as exc:
+            log.warning("stopper.stream_unreadable", task=str(task), error=type(exc).__name__)
+            return events
 
     def _drop_claim(self, task: TaskKey) -> None:
         with self.connection.pipeline(transaction=True) as pipe:
@@ -338,7 +368,7 @@ def final_detail(task: TaskKey, claim: Claim, grace_s: float, checkpoint: Checkp
     return f"{verb} by @{claim.actor}; {how}{kept} Say `/nightcrew {go_on}` to go on."
 
 
-def resigned(task: TaskKey, body: str, state: str, key: bytes | None) -> Checkpoint | None:
+def resigned(task: TaskKey, body: str, state: State, key: bytes | None) -> Checkpoint | None:
     """The status comment's last signed checkpoint, now in ``state`` (None without a key).
 
     Everything else (branch head, plan, spend, approvals, PR) is kept, so a ``/nightcrew
@@ -351,9 +381,7 @@ def resigned(task: TaskKey, body: str, state: str, key: bytes | None) -> Checkpo
         return replace(read.checkpoint, state=state, updated_at=utc_now())
     if read.problem is not None:
         log.warning("stopper.checkpoint_unusable", task=str(task), problem=read.problem)
-    return Checkpoint(task=str(task), state=state, step=0, branch=task.branch, head_sha=None,
-                      base_sha=None, plan=(), budget={}, approved=(), pr_number=None, writes=(),
-                      updated_at=utc_now())
+    return empty_checkpoint(task, state)
 
 
 def stopped_view(task: TaskKey, state: status.State, detail: str, body: str,
@@ -383,28 +411,12 @@ def _budget_part(checkpoint: Checkpoint, name: str) -> dict[str, Any]:
     return part if isinstance(part, dict) else {}
 
 
-def hosts_from_settings(settings: Settings) -> HostFor:
-    """Installation clients as the App; the App is set up on first use, not at start-up."""
-    app: list[GitHubApp] = []
-
-    def host_for(task: TaskKey, installation: int | None) -> GitHost:
-        if not app:
-            app_id, private_key = settings.require_app()
-            app.append(GitHubApp(app_id, private_key, settings.github_api_url))
-        return app[0].host(installation or app[0].installation_for(task.owner, task.repo))
-
-    return host_for
-
-
 def stopper_for(settings: Settings, connection: redis.Redis, scheduler: TaskScheduler,
                 queue: RQJobQueue, *, name: str) -> Stopper:
     """The worker's stopper, wired from settings."""
-    try:
-        key: bytes | None = settings.checkpoint_key()
-    except SettingsError:
-        key = None
-    return Stopper(connection, scheduler, queue, hosts_from_settings(settings), checkpoint_key=key,
-                   grace_s=settings.stop_grace_s, name=name, data_dir=settings.data_dir.resolve())
+    return Stopper(connection, scheduler, queue, wiring.hosts(settings),
+                   checkpoint_key=wiring.checkpoint_key(settings), grace_s=settings.stop_grace_s,
+                   name=name, data_dir=settings.data_dir.resolve())
 
 
 def _text(value: Any) -> str:

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from github_app.tasks import TaskKey
+from github_app.tracker.lifecycle import STATES, State
 
 CHECKPOINT_VERSION = 1
 BLOCK_PREFIX = "<!-- nightcrew:state"  # how a block starts; status.split_block looks for it too
@@ -68,7 +69,7 @@ class Checkpoint:
 
     task: str  # "owner/repo#N"
     version: int = CHECKPOINT_VERSION
-    state: str  # e.g. "running", "paused", "needs_approval"
+    state: State  # a lifecycle state; one this nightcrew does not know reads as malformed
     step: int
     branch: str
     head_sha: str | None  # last commit pushed to ``branch``
@@ -277,7 +278,8 @@ def _validate(cp: Checkpoint) -> None:
         raise CheckpointError(f"task: not owner/repo#N: {cp.task!r}") from None
     if _int_or_none(cp.version) != CHECKPOINT_VERSION:
         raise CheckpointError(f"version: expected {CHECKPOINT_VERSION}, got {cp.version!r}")
-    _check_str("state", cp.state)
+    if cp.state not in STATES:
+        raise CheckpointError(f"state: not a task state: {cp.state!r}")
     if not isinstance(cp.summary, str) or len(cp.summary) > MAX_SUMMARY_CHARS:
         raise CheckpointError(f"summary must be text of at most {MAX_SUMMARY_CHARS} characters")
     step = _int_or_none(cp.step)

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
 
+from github_app.tracker import lifecycle
 from github_app.tracker.checkpoint import BLOCK_PREFIX
 
 MARKER = "<!-- nightcrew:status -->"
-State = Literal["queued", "running", "pr_opened", "done", "failed", "no_change", "needs_approval",
-                "paused", "cancelled"]
-LABELS: dict[State, str] = {
-    "queued": "nightcrew:queued",
-    "running": "nightcrew:running",
-    "needs_approval": "nightcrew:needs-approval",
-    "paused": "nightcrew:paused",
-    "cancelled": "nightcrew:cancelled",
-    "pr_opened": "nightcrew:done",
-    "done": "nightcrew:done",
-    "no_change": "nightcrew:failed",
-    "failed": "nightcrew:failed",
-}
-ALL_STATE_LABELS = tuple(sorted(set(LABELS.values())))
+# The states and their labels belong to the lifecycle; re-exported for the renderers' readers.
+State = lifecycle.State
+LABELS = lifecycle.LABELS
+ALL_STATE_LABELS = lifecycle.ALL_LABELS
 _HEADLINES: dict[State, str] = {
     "queued": "⏳ **queued**",
     "running": "🛠️ **working**",
+    "publishing": "🛠️ **working** · opening the pull request",
     "pr_opened": "✅ **pull request opened**",
     "done": "✅ **done**",
     "no_change": "⚠️ **stopped without a change**",
@@ -45,6 +36,7 @@ def comment_key(task: object) -> str:
 COMMANDS_BY_STATE: dict[State, tuple[str, ...]] = {
     "queued": ("status", "pause", "cancel"),
     "running": ("status", "pause", "cancel", "budget +$5"),
+    "publishing": ("status",),
     "paused": ("resume", "budget +$5", "retry fresh", "cancel"),
     "needs_approval": ("approve", "cancel"),
     "failed": ("retry", "retry fresh"),
@@ -97,7 +89,7 @@ def render(view: StatusView) -> str:
         lines += [f"- [{'x' if s.done else ' '}] {s.text}" for s in view.plan]
     if view.state != "queued":
         lines += ["", _progress_line(view)]
-    if view.plan_item and view.state == "running":
+    if view.plan_item and view.state in ("running", "publishing"):
         lines.append(f"Now: {view.plan_item}")
     if view.tests_before or view.tests_after:
         lines.append(f"Tests: before {view.tests_before or '—'} · after {view.tests_after or '—'}")

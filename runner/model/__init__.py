@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from github_app import errors
+
 Message = dict[str, Any]
 ToolSpec = dict[str, Any]
 
@@ -79,15 +81,30 @@ class ModelReply:
     cost_usd: float = 0.0
 
 
-class ModelError(Exception):
+class ModelError(errors.NightcrewError):
     """The model could not answer usefully (bad request, exhausted retries, nonsense).
 
-    ``retryable`` says whether the same request may succeed later (rate limits, overload).
+    ``retryable`` says whether the same request may succeed later; ``reason`` says why in a
+    word a person reads ("overloaded", "rate limited", "server error", "unreachable",
+    "key refused"); ``retry_after_s`` is the API's own hint, when it gave one.
     """
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, retryable: bool = False, reason: str = "error",
+                 retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class ModelKeyRefused(ModelError, errors.NeedsHuman):
+    """Every configured API key was refused (401/403): no call can succeed until one works.
+
+    A ``NeedsHuman``: the task pauses; the fleet holds task work until a key works again.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False, reason="key refused")
 
 
 class ModelClient(Protocol):

@@ -7,32 +7,52 @@ a tenth of the input price for everything earlier turns already sent.
 
 Retries belong to the SDK (408, 409, 429, 5xx, 529 and connection errors, honouring
 ``retry-after``); what still fails afterwards becomes a ``ModelAPIError`` whose ``retryable``
-tells the caller whether a later attempt (an RQ retry) may succeed.
+tells the caller whether a later attempt may succeed (``patience.PatientModel`` waits for it).
+A key the API refuses (401/403) is recorded in the ``KeyRing`` and the call is made again with
+the next key at once; when none is left, ``ModelKeyRefused``.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import anthropic
 from anthropic.types import Message as SDKMessage
 
-from runner.model import Message, ModelClient, ModelError, ModelReply, ToolSpec, Usage, tool_call
+from github_app import logs
+from runner.model import (
+    Message,
+    ModelClient,
+    ModelError,
+    ModelKeyRefused,
+    ModelReply,
+    ToolSpec,
+    Usage,
+    tool_call,
+)
 from runner.model.cache_sim import cache_marked_request
+from runner.model.keys import KeyRing, fingerprint, split_keys
 from runner.model.prices import cost_usd
+
+log = logs.get("nightcrew.model")
+T = TypeVar("T")
 
 # Statuses the SDK retries itself; reaching us means its retries ran out, not that the
 # request is wrong, so a later attempt may well succeed.
 _TRANSIENT_STATUSES = frozenset({408, 409, 429})
+_REASONS = {408: "timed out", 409: "conflict", 429: "rate limited", 529: "overloaded"}
+_KEY_REFUSED = (anthropic.AuthenticationError, anthropic.PermissionDeniedError)
 
 
 class ModelAPIError(ModelError):
     """A model call that failed at the API; ``retryable`` says whether trying later may help."""
 
-    def __init__(self, message: str, *, retryable: bool, status_code: int | None = None) -> None:
-        super().__init__(message, retryable=retryable)
+    def __init__(self, message: str, *, retryable: bool, status_code: int | None = None,
+                 reason: str = "error", retry_after_s: float | None = None) -> None:
+        super().__init__(message, retryable=retryable, reason=reason, retry_after_s=retry_after_s)
         self.status_code = status_code
 
 
@@ -48,17 +68,23 @@ class AnthropicModel:
         model: str,
         *,
         api_key: str | None = None,
+        keys: KeyRing | None = None,
         base_url: str | None = None,
         max_retries: int = 4,
         timeout: float = 120.0,
         cache_messages: bool = True,
     ) -> None:
-        # None lets the SDK read ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL: that is how the demo
-        # points this adapter at the fake server without a code path of its own.
+        # No key given: ANTHROPIC_API_KEY (possibly a comma-separated list) as the SDK would
+        # read it, and ANTHROPIC_BASE_URL: that is how the demo points this adapter at the fake
+        # server without a code path of its own.
         self.model = model
         self._max_retries = max_retries
         self._cache_messages = cache_messages
-        self._client = _sdk_client(api_key, base_url, max_retries, timeout)
+        self._keys = keys or KeyRing(split_keys(api_key if api_key is not None
+                                                else os.environ.get("ANTHROPIC_API_KEY")))
+        self._clients: dict[str | None, anthropic.Anthropic] = {}
+        self._options = (base_url, max_retries, timeout)
+        self._client_for(self._keys.current() if self._keys.keys else None)  # fail early
 
     def complete(
         self,
@@ -69,28 +95,50 @@ class AnthropicModel:
         max_tokens: int = 4096,
     ) -> ModelReply:
         """One Messages API call; errors left after the SDK's retries become ModelAPIError."""
-        try:
-            response = self._client.messages.create(
-                model=self.model,
-                max_tokens=max_tokens,
-                **self._request(system, messages, tools),
-            )
-        except anthropic.APIError as err:
-            raise self._model_error(err) from err
+        request = self._request(system, messages, tools)
+        response = self._with_a_key(lambda client: client.messages.create(
+            model=self.model, max_tokens=max_tokens, **request))
         return to_reply(response)
 
     def count_tokens(
         self, *, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec]
     ) -> int:
         """Input tokens the API would bill for this request, without running the model."""
-        try:
-            counted = self._client.messages.count_tokens(
-                model=self.model,
-                **self._request(system, messages, tools),
-            )
-        except anthropic.APIError as err:
-            raise self._model_error(err) from err
+        request = self._request(system, messages, tools)
+        counted = self._with_a_key(lambda client: client.messages.count_tokens(
+            model=self.model, **request))
         return counted.input_tokens
+
+    def _with_a_key(self, call: Callable[[anthropic.Anthropic], T]) -> T:
+        """``call`` with the first usable key; a refused key is recorded and the next one tried."""
+        for _ in range(len(self._keys.keys) + 1):
+            key = self._keys.current() if self._keys.keys else None
+            if key is None and self._keys.keys:
+                break
+            client = self._client_for(key)
+            try:
+                return call(client)
+            except _KEY_REFUSED as err:
+                if key is None:  # a credential we did not choose (a token): nothing to rotate
+                    raise self._model_error(err) from err
+                self._refused(key, err)
+            except anthropic.APIError as err:
+                raise self._model_error(err) from err
+        raise ModelKeyRefused(
+            "the Anthropic API refused every configured key ("
+            + ", ".join(self._keys.fingerprints()) + "); set a working ANTHROPIC_API_KEY")
+
+    def _refused(self, key: str, err: anthropic.APIStatusError) -> None:
+        why = f"{err.status_code} {err.type or 'error'}"
+        if self._keys.refuse(key, why):  # one line per refusal, fleet-wide when in Redis
+            log.error("model.key_refused", key=fingerprint(key), status=err.status_code,
+                      error_type=err.type, left=len(self._keys.usable()))
+
+    def _client_for(self, key: str | None) -> anthropic.Anthropic:
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = _sdk_client(key, *self._options)
+        return client
 
     def _request(
         self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec]
@@ -101,27 +149,31 @@ class AnthropicModel:
 
     def _model_error(self, err: anthropic.APIError) -> ModelAPIError:
         """A ModelAPIError that says what failed and whether to retry, never the key."""
+        client = next(iter(self._clients.values()))
         if isinstance(err, anthropic.APIStatusError):
             error = _status_error(err, self._max_retries)
         elif isinstance(err, anthropic.APIConnectionError):
-            host = self._client.base_url.host
+            host = client.base_url.host
+            timed_out = isinstance(err, anthropic.APITimeoutError)
             error = ModelAPIError(
                 f"could not reach the Anthropic API at {host} after {self._max_retries} "
                 f"retries: {err.message}",
-                retryable=True,
+                retryable=True, reason="timed out" if timed_out else "unreachable",
             )
         else:
             error = ModelAPIError(
                 f"unusable answer from the Anthropic API: {err.message}", retryable=False
             )
-        return _redacted(error, self._client.api_key, self._client.auth_token)
+        secrets = [c.api_key for c in self._clients.values()] + [c.auth_token for c in self._clients.values()]
+        return _redacted(error, *secrets)
 
 
-def models_by_id(*, api_key: str | None = None) -> Callable[[str], ModelClient]:
+def models_by_id(*, api_key: str | None = None, keys: KeyRing | None = None,
+                 ) -> Callable[[str], ModelClient]:
     """Model id → its adapter, made once: the roles of a run often share one model."""
     @functools.cache
     def model(model_id: str) -> ModelClient:
-        return AnthropicModel(model_id, api_key=api_key)
+        return AnthropicModel(model_id, api_key=api_key, keys=keys)
 
     return model
 
@@ -154,7 +206,22 @@ def _status_error(err: anthropic.APIStatusError, max_retries: int) -> ModelAPIEr
         f"Anthropic API answered {status} {kind}{after}: {detail}{request}",
         retryable=retryable,
         status_code=status,
+        reason=_REASONS.get(status, "server error" if status >= 500 else kind),
+        retry_after_s=_retry_after(err),
     )
+
+
+def _retry_after(err: anthropic.APIStatusError) -> float | None:
+    """The wait the API asked for (``retry-after-ms`` or ``retry-after`` seconds), if any."""
+    headers = err.response.headers
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(name, ""))
+        except ValueError:
+            continue
+        if value >= 0:
+            return value * scale
+    return None
 
 
 def _redacted(error: ModelAPIError, *secrets: str | None) -> ModelAPIError:
@@ -165,7 +232,8 @@ def _redacted(error: ModelAPIError, *secrets: str | None) -> ModelAPIError:
             message = message.replace(secret, "[redacted]")
     if message == str(error):
         return error
-    return ModelAPIError(message, retryable=error.retryable, status_code=error.status_code)
+    return ModelAPIError(message, retryable=error.retryable, status_code=error.status_code,
+                         reason=error.reason, retry_after_s=error.retry_after_s)
 
 
 def to_reply(message: SDKMessage) -> ModelReply:

@@ -9,13 +9,14 @@ from typing import Any
 
 from github_app.github import GitHost
 from github_app.tasks import TaskKey
-from github_app.tracker import status
-from github_app.tracker.checkpoint import MAX_SUMMARY_CHARS, Checkpoint, render_block, utc_now
+from github_app.tracker import lifecycle, status
+from github_app.tracker.checkpoint import MAX_SUMMARY_CHARS, Checkpoint, utc_now
 from github_app.tracker.eventlog import EventLog, Kind, Progress, RunFold, to_status_changes
+from github_app.tracker.issue import IssueTracker
+from github_app.tracker.lifecycle import State
 from github_app.tracker.status import StatusView
 
 STATUS_MIN_INTERVAL_S = 3.0  # GitHub's secondary rate limits dislike rapid edits
-
 
 
 class StatusReporter:
@@ -33,18 +34,17 @@ class StatusReporter:
         self.events = events
         self.task = task
         self.view = StatusView("running", str(task))
-        self.comment_id = comment_id if comment_id else host.create_comment(
-            task, status.render(self.view), key=status.comment_key(task)
-        )
+        self.tracker = IssueTracker(host, task, checkpoint_key, comment_id=comment_id or None)
+        if self.tracker.comment_id is None:
+            self.tracker.write(self.view)
+        self.comment_id: int = self.tracker.comment_id or 0
         self._last_write = 0.0
         self._key = checkpoint_key
         self.base_sha: str | None = None
         self.budget: dict[str, Any] = {}
         self.pr_number: int | None = None
         self.approved: set[str] = set()
-        self.phase: str | None = None  # checkpoint state beyond the view's, e.g. "publishing"
         self.elapsed_before = 0.0  # wall time of earlier runs of this task (from the checkpoint)
-        self._label: str | None = None  # the state label this run last set
         self.summary = ""
         self._fold: RunFold | None = None  # set by ``start``
 
@@ -76,38 +76,44 @@ class StatusReporter:
         due = time.monotonic() - self._last_write >= STATUS_MIN_INTERVAL_S
         # State and plan progress are what a resume needs: written at once, never throttled.
         if force or due or previous.state != self.view.state or previous.plan != self.view.plan:
-            view = replace(self.view, checkpoint_block=self._block()) if self._key else self.view
-            self.host.update_comment(self.task, self.comment_id, status.render(view),
-                                     key=status.comment_key(self.task))
+            self.tracker.write(self.view, self._checkpoint() if self._key else None)
             self._last_write = time.monotonic()
 
     def _folded(self) -> StatusView:
         assert self._fold is not None
         return status_view(self._fold.freeze(), str(self.task))
 
-    def _block(self) -> str:
-        """The signed checkpoint of what the issue shows: state, step, plan, commits, budget."""
-        assert self._key is not None
+    def _checkpoint(self) -> Checkpoint:
+        """The checkpoint of what the issue shows: state, step, plan, commits, budget."""
         view = self.view
-        checkpoint = Checkpoint(
-            task=str(self.task), state=self.phase or view.state, step=view.step,
+        return Checkpoint(
+            task=str(self.task), state=view.state, step=view.step,
             branch=self.task.branch, summary=self.summary[:MAX_SUMMARY_CHARS],
             head_sha=view.commits[-1] if view.commits else None, base_sha=self.base_sha,
             plan=tuple((s.text, s.done) for s in view.plan), budget=self.budget,
             approved=tuple(sorted(self.approved)),
             pr_number=self.pr_number, writes=(), updated_at=utc_now(),
         )
-        return render_block(checkpoint, self._key)
 
-    def set_state_label(self, state: status.State) -> None:
-        """Swap the ``nightcrew:*`` state label (all others the first time, then the last one)."""
-        wanted = status.LABELS[state]
-        stale = status.ALL_STATE_LABELS if self._label is None else (self._label,)
-        for label in stale:
-            if label != wanted:
-                self.host.remove_label(self.task, label)
-        self.host.add_labels(self.task, [wanted])
-        self._label = wanted
+    def advance(self, event: lifecycle.Happening, *, detail: str | None = None, **changes: Any) -> State:
+        """Move the task along the lifecycle (``lifecycle.transition``): the label, then the
+        comment, written at once. A move the table does not allow is a bug and raises."""
+        move = lifecycle.transition(self.view.state, event)
+        if isinstance(move, lifecycle.Refusal):
+            raise LifecycleError(f"{self.task}: {event} in state {self.view.state}: {move.reason}")
+        self.set_state_label(move.to)
+        if detail is not None:
+            changes["detail"] = detail
+        self.update(force=True, state=move.to, **changes)
+        return move.to
+
+    def set_state_label(self, state: State) -> None:
+        """The state's ``nightcrew:*`` label on the issue (``IssueTracker.set_state``)."""
+        self.tracker.set_state(state)
+
+
+class LifecycleError(RuntimeError):
+    """The pipeline asked for a move the lifecycle table does not allow (a bug)."""
 
 
 def status_view(progress: Progress, task: str) -> StatusView:
@@ -131,7 +137,7 @@ def _events(view: StatusView, changes: dict[str, Any]) -> list[tuple[Kind, dict[
     out: list[tuple[Kind, dict[str, Any]]] = []
     state = changes.get("state")
     if state is not None and state != view.state:
-        out.append(("run_finished" if state not in ("running", "queued") else "state", {"state": state}))
+        out.append(("state" if state in lifecycle.ACTIVE else "run_finished", {"state": state}))
     if "step" in changes and changes["step"] != view.step:
         out.append(("step_finished", {"step": changes["step"]}))
     if "tokens" in changes or "cost_usd" in changes:

@@ -16,13 +16,14 @@ from typing import Any, Literal, Protocol
 from unidiff.errors import UnidiffParseError
 
 from github_app import logs
-from github_app.errors import Retryable, TaskFailed
+from github_app.errors import NeedsHuman, Retryable, TaskFailed
 from github_app.github import GitHost, Issue
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
 from github_app.tasks import TaskKey
-from github_app.tracker import status
+from github_app.tracker import lifecycle, status
 from github_app.tracker.checkpoint import Checkpoint, read_block
 from github_app.tracker.eventlog import EventLog, new_run_id
+from github_app.tracker.lifecycle import State
 from runner.agent.failure_log import FailureLog, FailureRecord
 from runner.agent.loop import Agent, AgentResult, LoopLimits, Plan, Roles, StepEvent
 from runner.agent.tools import Toolbox
@@ -31,7 +32,8 @@ from runner.gates.approval import Change, ChangeStatus, Gate, classify_changes, 
 from runner.gates.budget import BudgetLimits, RunBudget
 from runner.gates.secret_scan import SecretsFound, check_before_push
 from runner.gates.test_gate import GateVerdict, judge
-from runner.model import ModelClient
+from runner.model import ModelClient, ModelKeyRefused
+from runner.model.patience import ModelWait, PatientModel, WaitPolicy, WaitStopped
 from runner.pipeline.live_status import StatusReporter
 from runner.pipeline.repo_setup import run_setup
 from runner.sandbox import Sandbox
@@ -50,7 +52,7 @@ class SandboxFactory(Protocol):
 @dataclass
 class TaskOutcome:
     task: str
-    state: status.State
+    state: State
     branch: str
     status_comment: int
     pr_number: int | None = None
@@ -62,6 +64,7 @@ class TaskOutcome:
     steps: int = 0
     commits: list[str] = field(default_factory=list)
     summary: str = ""
+    waiting_for: str | None = None  # "model_key": paused until a model API key works again
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class TaskConfig:
     executor_model: str = "claude-sonnet-4-5"
     summarizer_model: str = "claude-haiku-4-5"
     checkpoint_key: bytes | None = None  # signs the status comment's state block; None = no block
+    model_wait_max_s: float = 30 * 60.0  # one model API outage is waited out this long, then pause
 
 
 ModelFactory = Callable[[str], ModelClient]
@@ -207,7 +211,7 @@ def _run(
             verb = "resume" if result.outcome == "paused" else "retry"
             kept = f" Work that passed the tests is on branch `{task.branch}`." if outcome.commits else ""
             _finish(reporter, outcome, result.outcome,
-                    f"{result.stop_reason.capitalize()}.{kept} Say `/nightcrew {verb}` to go on.")
+                    f"{_sentence(result.stop_reason)}.{kept} Say `/nightcrew {verb}` to go on.")
             return
         if result.outcome == "needs_approval":
             _finish(reporter, outcome, "needs_approval",
@@ -286,7 +290,7 @@ def wip_ref(task: TaskKey) -> str:
 
 # A resumed run takes up the work in progress of a run that crashed or was paused, or that
 # waits for an approval; after a failure or a cancel the retry starts from the last green commit.
-_WIP_RESUMES = frozenset({"running", "queued", "paused", "needs_approval"})
+_WIP_RESUMES = lifecycle.WIP_RESUMES
 
 
 class WorkSaver:
@@ -382,8 +386,8 @@ class WorkSaver:
 
 
 # A crash leaves the checkpoint in one of these states; a person's resume/retry may pick up more.
-_AFTER_CRASH = frozenset({"running", "queued", "publishing"})
-_ON_REQUEST = _AFTER_CRASH | {"paused", "needs_approval", "failed", "cancelled"}
+_AFTER_CRASH = lifecycle.ACTIVE
+_ON_REQUEST = lifecycle.ACTIVE | lifecycle.STOPPED
 
 
 def _read_checkpoint(
@@ -498,15 +502,45 @@ def run_agent(
                  budget_snapshot=budget.snapshot(), force=controls.render_requested(),
                  **({"note": event.note} if event.note else {}))
 
+    def waiting(wait: ModelWait | None) -> None:
+        if wait is not None:  # shown until the next step's action replaces it
+            progress(force=True, detail=wait.describe())
+
+    def patient(model: ModelClient) -> ModelClient:
+        return PatientModel(model, WaitPolicy(max_total_s=config.model_wait_max_s), on_wait=waiting,
+                            stop=lambda: controls.stop_requested() is not None)
+
     progress(note=note, budget_usd=budget.limits.usd)
-    agent = Agent(_roles(models, config, repo_config), tools, limits=limits, budget=budget,
+    agent = Agent(_roles(models, config, repo_config, patient), tools, limits=limits, budget=budget,
                   gate=lambda: approval_gate(workspace, repo_config, approved | controls.approved()),
                   on_step=on_step,
                   stop_check=controls.stop_requested, on_green=on_green, on_change=on_change,
                   plan=_resumed_plan(resume_from) or True)
-    result = agent.run(_brief(issue, context, before, resume_from, restored))
+    try:
+        result = agent.run(_brief(issue, context, before, resume_from, restored))
+    except NeedsHuman as exc:  # the model API: an outage past the wait, every key refused, a stop
+        result = _stopped_by(exc, agent.result, controls, outcome)
     outcome.steps, outcome.tokens, outcome.cost_usd = (
         result.steps, result.usage.total_tokens, result.cost_usd)
+    return result
+
+
+def _stopped_by(exc: NeedsHuman, result: AgentResult, controls: TaskControls,
+                outcome: TaskOutcome) -> AgentResult:
+    """The agent's result so far, ended as paused (or as the stop a person asked for)."""
+    stop = controls.stop_requested() if isinstance(exc, WaitStopped) else None
+    if stop is not None:
+        kind, actor = stop
+        result.outcome = "cancelled" if kind == "cancel" else "paused"
+        result.stop_reason = f"{result.outcome} by @{actor} while waiting for the model API"
+        return result
+    result.outcome = "paused"
+    if isinstance(exc, ModelKeyRefused):
+        outcome.waiting_for = "model_key"
+        result.stop_reason = ("paused: the model API refused every configured key. The task goes "
+                              "on by itself once a key works (`nightcrew doctor` checks them)")
+    else:
+        result.stop_reason = f"paused: {exc}"
     return result
 
 
@@ -527,12 +561,13 @@ def _resumed_plan(resume_from: Checkpoint | None) -> Plan | None:
                 {n for n, (_, done) in enumerate(resume_from.plan, 1) if done})
 
 
-def _roles(models: ModelFactory, config: TaskConfig, repo_config: RepoConfig) -> Roles:
+def _roles(models: ModelFactory, config: TaskConfig, repo_config: RepoConfig,
+           wrap: Callable[[ModelClient], ModelClient] = lambda model: model) -> Roles:
     """Planner, executor and summarizer: the repo's choice, else the server's defaults."""
     routing = repo_config.models
-    return Roles(planner=models(routing.model_for("planner", config.planner_model)),
-                 executor=models(routing.model_for("executor", config.executor_model)),
-                 summarizer=models(routing.model_for("summarizer", config.summarizer_model)))
+    return Roles(planner=wrap(models(routing.model_for("planner", config.planner_model))),
+                 executor=wrap(models(routing.model_for("executor", config.executor_model))),
+                 summarizer=wrap(models(routing.model_for("summarizer", config.summarizer_model))))
 
 
 def approval_gate(workspace: Workspace, repo_config: RepoConfig,
@@ -601,8 +636,8 @@ def _publish(
     push_checked(workspace, token, delete=saver.superseded())  # the branch now holds all work
     saver.remote_wip = False
     # Pushed: a crash from here on resumes straight into publishing this work.
-    reporter.phase, reporter.summary = "publishing", summary
-    reporter.update(force=True, commits=tuple(outcome.commits))
+    reporter.summary = summary
+    reporter.advance("pushed", commits=tuple(outcome.commits))
     title = f"Fix #{task.number}: {issue.title}"
     pull = host.find_pull(task.owner, task.repo, task.branch) or host.create_pull(
         task.owner, task.repo, head=task.branch, base=base, draft=not verdict.ready,
@@ -620,13 +655,22 @@ def _publish(
                 f"report: {'; '.join(verdict.reasons)}.")
 
 
-def _finish(reporter: StatusReporter, outcome: TaskOutcome, state: status.State, detail: str) -> None:
-    outcome.state = state
-    reporter.phase = None
-    reporter.set_state_label(state)
-    reporter.update(force=True, state=state, detail=detail)
+_ENDING: dict[State, lifecycle.Happening] = {
+    "pr_opened": "pr_opened", "done": "finished", "no_change": "no_change", "failed": "failed",
+    "needs_approval": "ask_approval", "paused": "paused", "cancelled": "cancelled",
+}
+
+
+def _finish(reporter: StatusReporter, outcome: TaskOutcome, state: State, detail: str) -> None:
+    """End the run in ``state``: the lifecycle move, the label, the final status comment."""
+    outcome.state = reporter.advance(_ENDING[state], detail=detail)
     log.info("task.finished", task=outcome.task, state=state, tokens=outcome.tokens,
              cost_usd=round(outcome.cost_usd, 6), pr=outcome.pr_number)
+
+
+def _sentence(text: str) -> str:
+    """``text`` with a capital first letter (``str.capitalize`` would lower-case @Names)."""
+    return text[:1].upper() + text[1:]
 
 
 def _counts(report: TestReport) -> str:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from github_app import logs
 from github_app.errors import Retryable
+from github_app.queue import model_hold
 from github_app.queue.dispatch import advance
 from github_app.queue.jobqueue import beating
+from github_app.queue.payloads import TaskJob
 from runner import wiring
 from runner.pipeline.run import run
 
@@ -22,25 +25,33 @@ T = TypeVar("T")
 log = logs.get("nightcrew.jobs")
 
 
-def run_task(args: dict[str, Any]) -> dict[str, Any]:
-    """Work on one task (``args["task"]`` = ``owner/repo#N``) and return its outcome.
+def run_task(raw: str | dict[str, Any]) -> dict[str, Any]:
+    """Work on one task (a ``TaskJob``: which task, its status comment, resume or fresh) and
+    return its outcome.
 
     A task whose worker was killed is found by its missing heartbeat and run again; the new run
-    resumes from the checkpoint in the status comment (``args["fresh"]`` starts over instead).
+    resumes from the checkpoint in the status comment (``fresh`` starts over instead). A task
+    that paused because the model API refused every key is parked until a key works again.
     """
+    job = TaskJob.from_json(raw)
     deps = wiring.from_settings()
-    task = wiring.task_key(args["task"])
+    task = job.task
     try:
         ttl = deps.settings.heartbeat_ttl_s
         with beating(deps.connection, task.job_id, ttl_s=ttl, every_s=ttl / 4):
             outcome = through_github_waits(lambda first: run(
-                task, host=deps.host_for(task, args.get("installation_id")),
+                task, host=deps.host_for(task, job.installation_id),
                 models=deps.models(), sandbox_for=deps.sandbox_for,
-                config=deps.task_config(), status_comment=args.get("status_comment"),
+                config=deps.task_config(), status_comment=job.status_comment,
                 controls=deps.controls_for(task), events=deps.events_for(task),
                 # A second run after a wait continues from the checkpoint the first one wrote.
-                resume=bool(args.get("resume")), fresh=first and bool(args.get("fresh")),
+                resume=job.resume, fresh=first and job.fresh,
             ), what=str(task))
+        if outcome.waiting_for == "model_key":
+            # The fleet holds task work until the maintenance pass finds a key that works;
+            # then this task is submitted again and resumes (runner.worker.model_keys).
+            model_hold.hold(deps.connection, "the model API refused every configured key")
+            model_hold.park(deps.connection, str(task), replace(job, resume=True, fresh=False).to_json())
     finally:
         # The slot goes back to the fleet however the run ended; the next task starts.
         scheduler, queue = deps.scheduler()

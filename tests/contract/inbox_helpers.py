@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import redis
@@ -9,6 +10,7 @@ from rq import Queue
 
 from github_app.ingress.inbox import DELIVERY_TTL_S, Pump
 from github_app.queue.jobqueue import INTAKE_QUEUE, RQJobQueue
+from github_app.queue.payloads import IntakeJob
 
 
 def redis_url(connection: redis.Redis) -> str:
@@ -23,3 +25,15 @@ def pumped(connection: redis.Redis) -> list[Any]:
     """The intake jobs, after a pump (as in a worker) has moved everything in the inbox."""
     Pump(connection, RQJobQueue(connection), owner="test", keep_s=DELIVERY_TTL_S).drain()
     return Queue(INTAKE_QUEUE, connection=connection).get_jobs()
+
+
+def payload_of(job: Any) -> dict[str, Any]:
+    """An RQ job's argument as a dict: the intake job's ``IntakeJob`` JSON text, read back
+    through the record (so a test sees what the worker will), or a plain JSON object."""
+    [raw] = job.args
+    if isinstance(raw, str):
+        data = json.loads(IntakeJob.from_json(raw).to_json())
+        assert isinstance(data, dict)
+        return data
+    assert isinstance(raw, dict)
+    return raw

@@ -24,10 +24,11 @@ from runner.fakes.script import (
     load_script,
 )
 from runner.fakes.scripted import ScriptedModel
-from runner.model import Message, ModelClient, ModelError, ModelReply, Usage
+from runner.model import Message, ModelClient, ModelError, ModelKeyRefused, ModelReply, Usage
 from runner.model.anthropic import AnthropicModel, ModelAPIError
 from runner.model.api_checks import cache_marker_count
 from runner.model.cache_sim import cache_read_share
+from runner.model.keys import KeyRing, fingerprint
 
 MODEL = "claude-sonnet-4-6"
 KEY = "sk-ant-" + "test-0123456789abcdef"  # fake, built at run time
@@ -383,12 +384,42 @@ def test_a_malformed_conversation_is_a_400_model_error_not_retried(
     assert server.remaining == 1, "a rejected request must not consume a step"
 
 
-def test_a_rejected_key_is_a_401_model_error_without_the_key(server: FakeMessagesServer) -> None:
+def test_a_rejected_key_is_a_key_refusal_that_names_a_fingerprint_not_the_key(
+    server: FakeMessagesServer,
+) -> None:
     wrong = "sk-ant-" + "wrong-key-fedcba9876543210"
-    with pytest.raises(ModelAPIError) as caught:
+    with pytest.raises(ModelKeyRefused) as caught:
         ask(adapter(server, api_key=wrong))
-    assert caught.value.status_code == 401 and not caught.value.retryable
-    assert wrong not in str(caught.value)
+    assert not caught.value.retryable and caught.value.reason == "key refused"
+    assert wrong not in str(caught.value) and fingerprint(wrong) in str(caught.value)
+
+
+def test_a_refused_key_is_skipped_for_the_next_one_in_the_list(server: FakeMessagesServer) -> None:
+    wrong = "sk-ant-" + "revoked-00112233445566"
+    server.add_steps([ScriptStep(text="first"), ScriptStep(text="second")])
+    ring = KeyRing([wrong, KEY])
+    model = adapter(server, api_key=None, keys=ring)
+    assert ask(model).text == "first"
+    assert ring.usable() == [KEY]  # recorded: the next call goes straight to the working key
+    assert ask(model).text == "second"
+    statuses = [r.status for r in server.requests]
+    assert statuses == [401, 200, 200]
+
+
+def test_a_comma_separated_environment_key_is_a_rotation_list(
+    server: FakeMessagesServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", f"sk-ant-{'stale-9988776655'} , {KEY}")
+    server.add_steps([ScriptStep(text="ok")])
+    assert ask(adapter(server, api_key=None)).text == "ok"
+
+
+def test_an_overloaded_api_says_so_and_passes_on_its_retry_after(server: FakeMessagesServer) -> None:
+    server.fail_next(529, times=5, retry_after_ms=1)  # more than the adapter's retries
+    with pytest.raises(ModelAPIError) as caught:
+        ask(adapter(server, max_retries=1))
+    assert caught.value.retryable and caught.value.reason == "overloaded"
+    assert caught.value.retry_after_s == pytest.approx(0.001)
 
 
 def test_a_key_echoed_by_the_server_is_redacted() -> None:

@@ -17,7 +17,7 @@ from github_app.ingress.signatures import sign
 from github_app.queue.jobqueue import INSTALLATION_JOB, INTAKE_JOB
 from github_app.queue.label_cache import remember_trigger_label
 from github_app.settings import Settings, SettingsError
-from tests.contract.inbox_helpers import pumped, redis_url
+from tests.contract.inbox_helpers import payload_of, pumped, redis_url
 
 SECRET = "test-secret-not-real"
 
@@ -56,7 +56,7 @@ def test_real_labeled_payload_is_verified_and_enqueued(client: TestClient, conne
     assert response.status_code == 202, response.text
     [job] = intake_jobs(connection)
     assert job.func_name == INTAKE_JOB
-    [args] = job.args
+    args = payload_of(job)
     repo = payload["repository"]["full_name"]
     assert args["task"] == f"{repo}#{payload['issue']['number']}"
     assert args["kind"] == "start" and args["installation_id"] == 42
@@ -70,8 +70,8 @@ def test_real_comment_payload_with_slash_command(client: TestClient, connection:
     payload["sender"]["type"] = "User"
     assert deliver(client, "issue_comment", payload).status_code == 202
     [job] = intake_jobs(connection)
-    assert job.args[0]["args"] == "keep it small"
-    assert job.args[0]["comment_id"] == payload["comment"]["id"]
+    assert payload_of(job)["args"] == "keep it small"
+    assert payload_of(job)["comment_id"] == payload["comment"]["id"]
 
 
 @pytest.mark.parametrize("secret", [None, "wrong-secret"])
@@ -157,11 +157,11 @@ def test_a_repo_with_its_own_trigger_label_is_routed_by_it(client: TestClient, c
     remember_trigger_label(connection, payload["repository"]["full_name"], "robot")
     assert deliver(client, "issues", payload).status_code == 202
     [job] = intake_jobs(connection)
-    assert job.args[0]["label"] == "robot"
+    assert payload_of(job)["label"] == "robot"
     assert deliver(client, "issues", labeled_payload("bug")).json()["ignored"] is True
     # The server default is still routed; intake drops it for a repo that renamed its trigger.
     assert deliver(client, "issues", labeled_payload("nightcrew")).status_code == 202
-    assert [j.args[0]["label"] for j in intake_jobs(connection)] == ["robot", "nightcrew"]
+    assert [payload_of(j)["label"] for j in intake_jobs(connection)] == ["robot", "nightcrew"]
 
 
 def test_deliveries_without_an_id_are_not_mistaken_for_each_other(client: TestClient, connection: redis.Redis) -> None:

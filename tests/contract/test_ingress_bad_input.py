@@ -25,7 +25,7 @@ from devhub.webhook_schemas import webhook_example
 from github_app.ingress.app import MAX_BODY_BYTES, create_app
 from github_app.ingress.signatures import sign
 from github_app.settings import Settings
-from tests.contract.inbox_helpers import pumped, redis_url
+from tests.contract.inbox_helpers import payload_of, pumped, redis_url
 
 SECRET = "test-secret-not-real"
 ROTATED = "next-secret-not-real"
@@ -68,7 +68,7 @@ def post(client: TestClient, body: bytes, headers: Headers | None = None) -> Any
 def queued(connection: redis.Redis) -> list[tuple[str, str, str]]:
     """The intake queue as (kind, task, args), in order."""
     jobs = pumped(connection)
-    return [(j.args[0]["kind"], j.args[0]["task"], j.args[0]["args"]) for j in jobs]
+    return [(p["kind"], p["task"], p["args"]) for p in map(payload_of, jobs)]
 
 
 TASK = "Codertocat/Hello-World#1"  # the issue of GitHub's issue_comment example

@@ -12,6 +12,7 @@ from github_app.queue import controls
 from github_app.queue.intake import handle
 from github_app.queue.jobqueue import POSITIONS_JOB, TASK_JOB, TASK_QUEUE
 from github_app.queue.label_cache import trigger_label_for
+from github_app.queue.payloads import IntakeJob, TaskJob
 from github_app.queue.scheduler import Caps, TaskScheduler
 from github_app.tasks import TaskKey
 from github_app.tracker.checkpoint import checkpoint_key, read_block
@@ -21,10 +22,10 @@ from tests.unit.fakes import FakeHost, FakeQueue
 TASK = TaskKey.parse("octo/hello#3")
 
 
-def args(**overrides: Any) -> dict[str, Any]:
+def args(**overrides: Any) -> IntakeJob:
     base = {"task": str(TASK), "kind": "start", "actor": "alice", "installation_id": 9,
             "comment_id": None, "args": "", "delivery": "d1", "is_pull_request": False}
-    return {**base, **overrides}
+    return IntakeJob.from_json({**base, **overrides})
 
 
 @pytest.fixture
@@ -43,7 +44,8 @@ def test_writer_gets_a_queued_task_dispatched_to_rq(scheduler: TaskScheduler) ->
     assert (func, queue_name, job_id) == (TASK_JOB, TASK_QUEUE, TASK.job_id)
     [(comment_id, body)] = host.comments.items()
     assert MARKER in body and "queued" in body
-    assert job_args["status_comment"] == comment_id and job_args["installation_id"] == 9
+    job = TaskJob.from_json(job_args)
+    assert job.status_comment == comment_id and job.installation_id == 9 and job.task == TASK
     assert host.labels == {"nightcrew:queued"}
     assert host.reactions == [("eyes", None)]
     assert any(job[0] == POSITIONS_JOB for job in queue.jobs)
@@ -114,7 +116,8 @@ def test_budget_raise_on_a_budget_paused_task_resumes_it_with_its_status_comment
     assert handle(args(kind="budget", args="+$5"), host, queue, scheduler) == "resumed"
     assert controls.take_budget(connection, TASK) == 5.0
     [(_, (job_args,), _, _)] = task_jobs(queue)
-    assert job_args["resume"] is True and job_args["status_comment"] == status_id
+    job = TaskJob.from_json(job_args)
+    assert job.resume is True and job.status_comment == status_id
     assert "nightcrew:queued" in host.labels and "nightcrew:paused" not in host.labels
 
 
@@ -147,7 +150,8 @@ def test_retry_of_a_failed_task_queues_it_again(scheduler: TaskScheduler) -> Non
     host.labels = {"nightcrew:failed"}
     assert handle(args(kind="retry", args="fresh"), host, queue, scheduler) == "queued"
     [(_, (job_args,), _, _)] = task_jobs(queue)
-    assert job_args["fresh"] is True and job_args["resume"] is False
+    job = TaskJob.from_json(job_args)
+    assert job.fresh is True and job.resume is False
 
 
 def test_unknown_command_gets_the_list_of_valid_ones(scheduler: TaskScheduler) -> None:

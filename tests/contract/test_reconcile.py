@@ -6,6 +6,7 @@ import redis
 
 from devhub import DevHub
 from github_app.github import GitHubApp
+from github_app.queue.payloads import TaskJob
 from github_app.queue.reconcile import reconcile
 from github_app.queue.scheduler import Caps, TaskScheduler
 from github_app.tasks import TaskKey
@@ -54,7 +55,7 @@ def test_a_wiped_redis_gets_back_exactly_the_tasks_the_tracker_vouches_for(
     known = issue("nightcrew:running", signed_status(TaskKey(OWNER, REPO, 8), "running"))
 
     scheduler = TaskScheduler(connection, Caps(slots=0))  # nothing dispatches: we look at the queue
-    scheduler.submit(known, 1, {"task": str(known)})  # the one task Redis still has
+    scheduler.submit(TaskJob(task=known, installation_id=1, status_comment=None, actor="alice"))  # the one task Redis still has
     report = reconcile(app, scheduler, FakeQueue(), KEY, bot_login=app.bot_login)
 
     assert sorted(report.resubmitted) == sorted([str(running), str(queued)])

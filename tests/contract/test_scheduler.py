@@ -9,6 +9,7 @@ import redis
 
 from github_app.queue import controls
 from github_app.queue.dispatch import sweep
+from github_app.queue.payloads import TaskJob
 from github_app.queue.scheduler import Caps, TaskScheduler
 from github_app.redis_conn import EmbeddedRedis
 from github_app.tasks import TaskKey
@@ -22,10 +23,15 @@ def key(repo: str, n: int) -> TaskKey:
     return TaskKey(owner, name, n)
 
 
+def job(task: TaskKey, installation: int, *, status_comment: int | None = None) -> TaskJob:
+    return TaskJob(task=task, installation_id=installation, status_comment=status_comment,
+                   actor="alice")
+
+
 def submit(s: TaskScheduler, installation: int, repo: str, *numbers: int) -> list[TaskKey]:
     keys = [key(repo, n) for n in numbers]
     for k in keys:
-        s.submit(k, installation, {"task": str(k)})
+        s.submit(job(k, installation))
     return keys
 
 
@@ -36,12 +42,13 @@ def dispatched_keys(s: TaskScheduler) -> list[TaskKey]:
 def test_a_task_is_submitted_once_and_args_come_back(connection: redis.Redis) -> None:
     s = TaskScheduler(connection, Caps(slots=1))
     k = key("octo/a", 1)
-    assert s.submit(k, A, {"task": str(k), "status_comment": 5}).new
-    again = s.submit(k, A, {"task": str(k), "status_comment": 6})
+    assert s.submit(job(k, A, status_comment=5)).new
+    again = s.submit(job(k, A, status_comment=6))
     assert not again.new and again.state == "pending"
     [item] = s.dispatch()
-    assert item.task == k and item.args == {"task": str(k), "status_comment": 5}
-    assert not s.submit(k, A, {}).new  # still running: a second trigger adds nothing
+    assert item.task == k and item.payload == job(k, A, status_comment=5)
+    assert s.payload(k) == job(k, A, status_comment=5)
+    assert not s.submit(job(k, A)).new  # still running: a second trigger adds nothing
     assert s.dispatch() == []
 
 
@@ -89,7 +96,7 @@ def test_per_repository_cap_lets_other_repos_through(connection: redis.Redis) ->
 def test_repo_cap_from_repo_config_overrides_the_default(connection: redis.Redis) -> None:
     s = TaskScheduler(connection, Caps(per_installation=5, per_repository=1, slots=10))
     for n in (1, 2, 3):
-        s.submit(key("a/wide", n), A, {}, repo_cap=3)
+        s.submit(job(key("a/wide", n), A), repo_cap=3)
     assert len(dispatched_keys(s)) == 3
 
 

@@ -22,6 +22,7 @@ from github_app.github import GitHost, GitHubApp
 from github_app.queue import controls
 from github_app.queue.dispatch import sweep
 from github_app.queue.jobqueue import TASK_QUEUE, RQJobQueue, heartbeat_key, stop_job
+from github_app.queue.payloads import TaskJob
 from github_app.queue.scheduler import Caps, TaskScheduler
 from github_app.queue.stopper import CLAIMS, Stopper, claim_key, read_claim
 from github_app.tasks import TaskKey
@@ -66,9 +67,8 @@ class World:
             "running", str(task), detail="Last action: `run_tests`", step=3, checkpoint_block=block)),
             key=status.comment_key(task))
         self.host.add_labels(task, ["nightcrew:running"])
-        self.scheduler.submit(task, self.installation, {
-            "task": str(task), "installation_id": self.installation, "status_comment": comment,
-            "actor": "alice", "resume": False, "fresh": False})
+        self.scheduler.submit(TaskJob(task=task, installation_id=self.installation,
+                                      status_comment=comment, actor="alice"))
         assert task in [d.task for d in self.scheduler.dispatch()]
         return task
 

@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from devhub import DevHub
+from github_app import wiring
 from github_app.queue import dispatch, intake
 from github_app.queue.jobqueue import RQJobQueue
 from github_app.settings import load_settings
@@ -47,7 +48,7 @@ def test_waiting_tasks_show_their_position_and_it_moves(
     assert "position" not in status_body(devhub, first)  # it holds the slot
     assert dispatch.refresh_positions() == 0  # nothing moved: no edits
 
-    scheduler = dispatch.scheduler_for(load_settings(), RQJobQueue(connection))
+    scheduler = wiring.scheduler_for(load_settings(), RQJobQueue(connection))
     scheduler.finish(TaskKey(OWNER, REPO, first))
     [moved] = dispatch.advance(scheduler, RQJobQueue(connection))
     assert moved.task == TaskKey(OWNER, REPO, second)
