@@ -9,9 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from github_app import errors
 from github_app.tracker.checkpoint import checkpoint_key
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
@@ -20,7 +24,7 @@ DEFAULT_SANDBOX_IMAGE = "nightcrew/empty"
 DOCKER_URL_SCHEMES = ("unix://", "tcp://", "http://", "https://", "ssh://")
 
 
-class SettingsError(Exception):
+class SettingsError(errors.NightcrewError):
     """A setting is missing or invalid; the message names the environment variable."""
 
 
@@ -31,7 +35,7 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
-    app_id: int | None = Field(default=None, validation_alias="NIGHTCREW_APP_ID")
+    app_id: int | None = Field(default=None, gt=0, validation_alias="NIGHTCREW_APP_ID")
     private_key: SecretStr | None = Field(default=None, validation_alias="NIGHTCREW_PRIVATE_KEY")
     private_key_path: Path | None = Field(
         default=None, validation_alias="NIGHTCREW_PRIVATE_KEY_PATH"
@@ -49,9 +53,15 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=Path(".nightcrew"), validation_alias="NIGHTCREW_DATA_DIR")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    # A comma-separated list rotates: a key the API refuses (401/403) is skipped for the next.
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
-    trigger_label: str = Field(default="nightcrew", validation_alias="NIGHTCREW_TRIGGER_LABEL")
-    app_slug: str = Field(default="nightcrew", validation_alias="NIGHTCREW_APP_SLUG")
+    # How long one model API outage (overloaded, rate limited, 5xx, unreachable) is waited out
+    # before the task pauses (resumable); waits follow the API's retry-after.
+    model_wait_max_s: float = Field(default=1800.0, ge=0.0, le=24 * 3600.0,
+                                    validation_alias="NIGHTCREW_MODEL_WAIT_MAX_S")
+    trigger_label: str = Field(default="nightcrew", min_length=1,
+                               validation_alias="NIGHTCREW_TRIGGER_LABEL")
+    app_slug: str = Field(default="nightcrew", min_length=1, validation_alias="NIGHTCREW_APP_SLUG")
     # Strong plans, cheaper executes, cheapest summarizes; a repo's `models:` overrides each.
     planner_model: str = Field(default="claude-opus-4-5", validation_alias="NIGHTCREW_MODEL")
     executor_model: str = Field(default="claude-sonnet-4-5", validation_alias="NIGHTCREW_EXECUTOR_MODEL")
@@ -62,7 +72,7 @@ class Settings(BaseSettings):
     )
     # Fleet-wide running tasks; unset = one per live worker on the task queue.
     max_running: int | None = Field(default=None, ge=1, validation_alias="NIGHTCREW_MAX_RUNNING")
-    test_timeout_s: float = Field(default=600.0, validation_alias="NIGHTCREW_TEST_TIMEOUT")
+    test_timeout_s: float = Field(default=600.0, gt=0, validation_alias="NIGHTCREW_TEST_TIMEOUT")
     # How fast a killed worker's task comes back: its heartbeat lapses, a worker's maintenance
     # pass notices (workers block at most worker_ttl - 15 s between passes) and re-dispatches.
     heartbeat_ttl_s: int = Field(default=20, ge=2, le=600, validation_alias="NIGHTCREW_HEARTBEAT_TTL")
@@ -86,6 +96,46 @@ class Settings(BaseSettings):
     def _split_secrets(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("private_key", "private_key_path", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `NIGHTCREW_PRIVATE_KEY=` in a .env template means "not this one", not an empty key.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("private_key")
+    @classmethod
+    def _pem_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, not at the first GitHub call: a worker with a key that cannot sign would
+        # start, take tasks and fail every one of them.
+        problem = None if value is None else private_key_problem(
+            value.get_secret_value().replace("\\n", "\n"))
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("private_key_path")
+    @classmethod
+    def _pem_key_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            text = value.read_text()
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            text = ""  # a binary (DER) file: not PEM either
+        problem = private_key_problem(text)
+        if problem is not None:
+            raise ValueError(f"{value}: {problem}")
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _directory(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a directory")
         return value
 
     @field_validator("github_api_url")
@@ -168,7 +218,30 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "settings"
-        raise SettingsError(f"{_env_name(name)}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix to our own
+        raise SettingsError(f"{_env_name(name)}: {message}") from None
+
+
+def private_key_problem(pem: str) -> str | None:
+    """Why ``pem`` cannot sign the App's tokens (RS256 needs a PEM RSA private key), or None.
+
+    The answer never quotes the key: it goes into a start-up error line.
+    """
+    if "-----BEGIN" not in pem:
+        return ("not a PEM private key (the App's key, downloaded from its GitHub settings, "
+                "starts with -----BEGIN RSA PRIVATE KEY-----)")
+    if "PRIVATE KEY-----" not in pem:
+        return "a public key or certificate, not the App's private key"
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except TypeError:
+        return "an encrypted private key: nightcrew needs it without a passphrase"
+    except (ValueError, UnsupportedAlgorithm):
+        return "not a readable PEM private key (cut short, or not a key)"
+    if not isinstance(key, rsa.RSAPrivateKey):
+        kind = type(key).__name__.removesuffix("PrivateKey")
+        return f"not an RSA private key ({kind}); GitHub App keys are RSA"
+    return None
 
 
 def _env_name(field_or_alias: str) -> str:
