@@ -8,9 +8,11 @@ import threading
 from pathlib import Path
 from typing import Annotated
 
+import redis
 import typer
 
-from github_app import logs
+from github_app import errors, logs
+from github_app.redis_conn import RedisUnavailable
 from github_app.settings import SettingsError, load_settings
 
 app = typer.Typer(
@@ -19,13 +21,31 @@ app = typer.Typer(
 )
 
 
+# What ends a command on purpose: a setting that cannot work, git or GitHub refusing, the model
+# API failing, Redis out of reach. Each is said in one line; anything else is a bug and keeps
+# its traceback.
+_ENDS_A_COMMAND = (errors.NightcrewError, RedisUnavailable, redis.ConnectionError, redis.TimeoutError)
+_MOST_CHARS = 1000
+
+
 def main() -> None:
-    """Console-script entry point: settings errors end in one clear line, exit 2."""
+    """Console-script entry point: an error nightcrew raises on purpose ends in one clear line
+    on stderr (exit 2 for settings, 1 for the rest), never a traceback."""
     try:
         app()
     except SettingsError as exc:
-        typer.echo(f"nightcrew: configuration error: {exc}", err=True)
+        typer.echo(f"nightcrew: configuration error: {one_line(exc)}", err=True)
         sys.exit(2)
+    except _ENDS_A_COMMAND as exc:
+        typer.echo(f"nightcrew: {one_line(exc)}", err=True)
+        sys.exit(1)
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line (git's stderr has several), its type when it has none."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    text = text or type(exc).__name__
+    return text if len(text) <= _MOST_CHARS else text[:_MOST_CHARS - 1] + "…"
 
 
 @app.command()

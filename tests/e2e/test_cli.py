@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,6 +39,120 @@ def test_invalid_setting_names_the_variable(tmp_path: Path) -> None:
     proc = nightcrew("worker", env=env, cwd=tmp_path)
     assert proc.returncode == 2 and "NIGHTCREW_APP_ID:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def one_line_refusal(proc: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line a refused command printed (no traceback, nothing else)."""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound a moment ago, then closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+NOT_A_KEY = "ghp_" + "x" * 36  # a token pasted where the key goes
+PUBLIC_KEY_LINE = "-----BEGIN PUBLIC KEY-----"
+
+
+@pytest.mark.parametrize("command", ["worker", "serve"])
+@pytest.mark.parametrize("form", ["path", "inline", "unreadable"])
+def test_a_private_key_that_cannot_sign_stops_start_up_with_one_line(
+    command: str, form: str, tmp_path: Path, app_keypair: tuple[str, str],
+) -> None:
+    key_file = tmp_path / "app.pem"
+    env = {**clean_env(tmp_path), "NIGHTCREW_APP_ID": "7", "NIGHTCREW_WEBHOOK_SECRET": "s3cret"}
+    if form == "path":
+        key_file.write_text(NOT_A_KEY + "\n")
+        env["NIGHTCREW_PRIVATE_KEY_PATH"] = str(key_file)
+        said = f"NIGHTCREW_PRIVATE_KEY_PATH: {key_file}: not a PEM private key"
+    elif form == "inline":
+        env["NIGHTCREW_PRIVATE_KEY"] = app_keypair[1]  # the public half
+        said = "NIGHTCREW_PRIVATE_KEY: a public key or certificate, not the App's private key"
+    else:
+        env["NIGHTCREW_PRIVATE_KEY_PATH"] = str(key_file)  # never written
+        said = f"NIGHTCREW_PRIVATE_KEY_PATH: cannot read {key_file}: No such file or directory"
+
+    proc = nightcrew(command, *(["--port", "0"] if command == "serve" else []), env=env, cwd=tmp_path)
+
+    assert proc.returncode == 2
+    assert one_line_refusal(proc).startswith(f"nightcrew: configuration error: {said}")
+    assert NOT_A_KEY not in proc.stderr and app_keypair[1].splitlines()[1] not in proc.stderr
+
+
+def test_a_worker_without_redis_says_so_in_one_line(tmp_path: Path, app_keypair: tuple[str, str]) -> None:
+    (tmp_path / "app.pem").write_text(app_keypair[0])
+    env = {**clean_env(tmp_path), "NIGHTCREW_APP_ID": "7",
+           "NIGHTCREW_PRIVATE_KEY_PATH": str(tmp_path / "app.pem"),
+           "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0"}
+    proc = nightcrew("worker", env=env, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert one_line_refusal(proc) == "nightcrew: REDIS_URL: cannot reach Redis (ConnectionError)"
+
+
+def test_run_on_what_is_not_a_repository_says_so_in_one_line(tmp_path: Path) -> None:
+    proc = nightcrew("run", "--repo", "/not/a/repo", "--model", "scripted:/none.json", "x",
+                     env=clean_env(tmp_path), cwd=tmp_path)
+    assert proc.returncode != 0 and one_line_refusal(proc).startswith("nightcrew run: ")
+
+
+def test_run_on_an_empty_repository_ends_in_git_s_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    subprocess.run(["git", "init", "--quiet", str(empty)], check=True, capture_output=True)
+    script = tmp_path / "script.json"
+    script.write_text('[{"text": "- [ ] nothing"}]')
+    proc = nightcrew("run", "--repo", str(empty), "--model", f"scripted:{script}", "x",
+                     env=clean_env(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert one_line_refusal(proc) == (
+        "nightcrew: the remote has no default branch (is the repository empty?)")
+
+
+_RAISES = """
+import sys
+from runner.cli.main import app, main
+from runner.model import ModelError
+from runner.workspace import GitTransportError
+
+@app.command()
+def fail(kind: str) -> None:
+    if kind == "git":
+        raise GitTransportError("git push failed (exit 1): error: RPC failed; HTTP 502\\n"
+                                "fatal: the remote end hung up unexpectedly")
+    if kind == "model":
+        raise ModelError("the model API is unreachable", retryable=True, reason="unreachable")
+    print(1 / 0)
+
+@app.command()
+def other() -> None:
+    pass
+
+sys.argv[0] = "nightcrew"
+main()
+"""
+
+
+@pytest.mark.parametrize(("kind", "said"), [
+    ("git", "nightcrew: git push failed (exit 1): error: RPC failed; HTTP 502; "
+            "fatal: the remote end hung up unexpectedly"),
+    ("model", "nightcrew: the model API is unreachable"),
+])
+def test_an_error_raised_on_purpose_ends_a_command_in_one_line(kind: str, said: str, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", _RAISES, "fail", kind], env=clean_env(tmp_path),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and one_line_refusal(proc) == said
+
+
+def test_a_bug_keeps_its_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", _RAISES, "fail", "bug"], env=clean_env(tmp_path),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
 
 
 def test_help_lists_the_commands(tmp_path: Path) -> None:
