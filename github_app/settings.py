@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # before the task pauses (resumable); waits follow the API's retry-after.
     model_wait_max_s: float = Field(default=1800.0, ge=0.0, le=24 * 3600.0,
                                     validation_alias="NIGHTCREW_MODEL_WAIT_MAX_S")
+    # While every model API key is refused, one worker probes them this often (seconds).
+    model_probe_interval_s: int = Field(default=30, ge=1, le=3600,
+                                        validation_alias="NIGHTCREW_MODEL_PROBE_INTERVAL")
     trigger_label: str = Field(default="nightcrew", min_length=1,
                                validation_alias="NIGHTCREW_TRIGGER_LABEL")
     app_slug: str = Field(default="nightcrew", min_length=1, validation_alias="NIGHTCREW_APP_SLUG")

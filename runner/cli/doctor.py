@@ -27,8 +27,10 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from github_app.queue import model_hold
 from github_app.redis_conn import EmbeddedRedis, RedisUnavailable, connect
 from github_app.settings import Settings, SettingsError, load_settings
+from runner.model.keys import fingerprint, split_keys
 from runner.sandbox import ExecResult, Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox, SandboxError, find_bwrap
 from runner.sandbox.docker import DockerSandbox, docker_api, docker_available
@@ -132,10 +134,33 @@ def check_settings() -> tuple[list[Check], Settings | None]:
     count = len(settings.webhook_secrets)
     checks.append(Check("webhook secret", "ok", f"{count} secret(s) set") if count else Check(
         "webhook secret", "warn", "NIGHTCREW_WEBHOOK_SECRET is not set: `serve` refuses to start"))
-    checks.append(Check("model API key", "ok", "ANTHROPIC_API_KEY is set")
-                  if settings.anthropic_api_key else
-                  Check("model API key", "warn", "ANTHROPIC_API_KEY is not set: needed for real runs"))
+    checks.append(check_model_keys(settings))
     return checks, settings
+
+
+def check_model_keys(settings: Settings) -> Check:
+    """The model API keys: how many, and which the API refused (recorded fleet-wide in Redis).
+
+    Keys are named by fingerprint only. A refusal fails the check: task work is held until a
+    key works (``github_app.queue.model_hold``)."""
+    secret = settings.anthropic_api_key
+    keys = split_keys(secret.get_secret_value() if secret is not None else None)
+    if not keys:
+        return Check("model API key", "warn", "ANTHROPIC_API_KEY is not set: needed for real runs")
+    try:
+        client = connect(settings) if settings.redis_url else None
+        refused = model_hold.refusals(client) if client is not None else []
+        held = model_hold.held(client) if client is not None else None
+    except (RedisUnavailable, redis.RedisError, OSError):
+        refused, held = [], None
+    mine = {fingerprint(key) for key in keys}
+    bad = [r for r in refused if r.fingerprint in mine]
+    if not bad:
+        return Check("model API key", "ok", f"{len(keys)} key(s) set; none refused")
+    names = ", ".join(f"{r.fingerprint} ({r.why})" for r in bad)
+    state = f"; task work is held: {held}" if held else ""
+    return Check("model API key", "fail" if held else "warn",
+                 f"{len(bad)} of {len(keys)} key(s) refused by the API: {names}{state}")
 
 
 def _app_credentials(settings: Settings) -> Check:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,6 +61,20 @@ class _Hold:
 
 
 @dataclass
+class _Window:
+    """An outage in force from ``start`` to ``end`` (``time.monotonic()``)."""
+
+    start: float
+    end: float
+    kind: str  # "error": answer ``status``; "drop": close the connection mid-answer; "refuse": 401
+    status: int = 529
+    retry_after_s: float | None = None
+
+    def active(self, now: float) -> bool:
+        return self.start <= now < self.end
+
+
+@dataclass
 class _Failure:
     """An injected failure waiting to be served."""
 
@@ -96,6 +111,8 @@ class FakeMessagesServer:
         self._api_key = api_key
         self._cache = as_cache(cache)
         self._failures: list[_Failure] = []
+        self._windows: list[_Window] = []
+        self.dropped_mid_answer = 0  # responses cut off by a "drop" window
         self._lock = threading.Lock()
         self._address = (host, port)
         self._httpd: _HTTPServer | None = None
@@ -169,6 +186,22 @@ class FakeMessagesServer:
         with self._lock:
             self._failures.append(_Failure(status, times, retry_after_ms))
 
+    def outage(self, seconds: float, kind: str = "error", *, status: int = 529,
+               retry_after_s: float | None = None, start_in: float = 0.0) -> None:
+        """Misbehave for ``seconds`` (from ``start_in`` seconds from now) on ``/v1/messages``
+        and ``count_tokens``: ``"error"`` answers ``status`` (with ``retry-after`` when given),
+        ``"drop"`` sends the status line and half a body, then closes the connection,
+        ``"refuse"`` answers 401 ``authentication_error`` to every key."""
+        if kind not in ("error", "drop", "refuse"):
+            raise ValueError(f"unknown outage kind: {kind!r}")
+        start = time.monotonic() + start_in
+        with self._lock:
+            self._windows.append(_Window(start, start + seconds, kind, status, retry_after_s))
+
+    def _window(self, kind: str) -> _Window | None:
+        now = time.monotonic()
+        return next((w for w in self._windows if w.kind == kind and w.active(now)), None)
+
     def hold(self, index: int) -> threading.Event:
         """Hold the ``index``-th (0-based, in arrival order) ``POST /v1/messages`` request.
 
@@ -224,6 +257,14 @@ class FakeMessagesServer:
             return False
         return True
 
+    def _drop_now(self) -> bool:
+        """Whether a "drop" window cuts this answer off (counted)."""
+        with self._lock:
+            if self._window("drop") is None:
+                return False
+            self.dropped_mid_answer += 1
+            return True
+
     @property
     def remaining(self) -> int:
         """Steps not yet played."""
@@ -255,8 +296,14 @@ class FakeMessagesServer:
     ) -> _Answer:
         """The response, in the order the real API checks: auth, capacity, route, shape."""
         auth_problem = self._auth_problem(headers)
+        if self._window("refuse") is not None:
+            auth_problem = "invalid x-api-key (key revoked: fake outage)"
         if auth_problem:
             return _error(401, auth_problem)
+        window = self._window("error")
+        if window is not None:
+            extra = {} if window.retry_after_s is None else {"retry-after": f"{window.retry_after_s:g}"}
+            return _error(window.status, "injected outage (fake server)", extra)
         failure = self._take_failure()
         if failure is not None:
             return failure
@@ -385,6 +432,19 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)
         if not self.server.fake._arrive(self.command, self.path):
+            self.close_connection = True
+            return
+        if self.server.fake._drop_now():
+            # Mid-answer: the status line, the headers and the start of a body, then the
+            # connection closes, as when a proxy or the API falls over while it answers. Decided
+            # before the script is consulted, so no step is spent on an answer nobody got.
+            data = b'{"id":"msg_dropped","type":"message","role":"assistant","content":[{"type":'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data) * 4))
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
             self.close_connection = True
             return
         answer = self.server.fake.answer(self.command, self.path, dict(self.headers.items()), raw)

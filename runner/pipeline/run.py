@@ -38,7 +38,7 @@ from runner.pipeline.live_status import StatusReporter
 from runner.pipeline.repo_setup import run_setup
 from runner.sandbox import Sandbox
 from runner.testrun import TestCommand, TestReport, detect_test_command, run_tests
-from runner.workspace import Workspace, WorkspaceError, Workspaces
+from runner.workspace import GitTransportError, Workspace, WorkspaceError, Workspaces
 
 log = logs.get("nightcrew.task")
 
@@ -322,6 +322,8 @@ class WorkSaver:
             return None
         try:
             sha = self.workspace.fetch_ref(self.ref, token)
+        except GitTransportError:
+            raise  # GitHub's git is down: wait and run again, rather than lose the work in progress
         except WorkspaceError as exc:
             log.warning("task.wip_fetch_failed", task=str(self.task), error=str(exc)[:300])
             return None

@@ -27,14 +27,16 @@ from rq.job import Job, JobStatus
 from github_app import logs
 from github_app.ingress.inbox import DELIVERY_TTL_S, Pump, recover
 from github_app.queue import reconcile
-from github_app.queue.dispatch import advance, scheduler_for, sweep
+from github_app.queue.dispatch import advance, sweep
 from github_app.queue.jobqueue import INTAKE_QUEUE, QUEUES, TASK_JOB, RQJobQueue
 from github_app.queue.stopper import stopper_for
 from github_app.redis_conn import connect
 from github_app.settings import Settings
+from github_app.wiring import scheduler_for
 from runner.sandbox.bwrap import SandboxError
 from runner.sandbox.docker import docker_api, remove_run, remove_stale
 from runner.worker import jobs as _jobs  # noqa: F401  # loaded before forking: horses start beating at once
+from runner.worker import model_keys
 from runner.worker.procs import nightcrew_command, start_helper, stop_helper
 from runner.workspace import Workspaces
 
@@ -124,10 +126,14 @@ class NightcrewWorker(Worker):
         # A task dispatched this long ago without a live (beating) job lost its worker; one with
         # a cancel or pause pending ends stopped instead of running again.
         sweep(self.task_scheduler, self.jobs, grace_s=self.settings.heartbeat_ttl_s + START_MARGIN_S,
-              drop=self.stopper.drop_lost)
+              drop=self.stopper.drop_lost, close=self.stopper.close_lost)
         # Checkouts of runs that died on this machine (a SIGKILLed worker's, once its horse is
         # reaped: at start-up it may still have been a zombie that counts as alive).
         self._sweep_workspaces()
+        try:  # refused model API keys: probe them; a working one lifts the fleet's hold
+            model_keys.probe(self.settings, self.connection, self.task_scheduler, self.jobs)
+        except Exception as exc:  # the API or GitHub down: the next pass tries again
+            log.warning("model.probe_failed", error=f"{type(exc).__name__}: {exc}"[:300])
         if reconcile.due(self.connection):  # one worker every 10 min, and at once on a fresh Redis
             try:
                 reconcile.reconcile_from_settings(self.settings)

@@ -7,6 +7,7 @@ the server checks every request the way the API would.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from github_app.errors import NeedsHuman
 from runner.fakes.messages_server import FakeMessagesServer
 from runner.fakes.script import (
     ScriptedCall,
@@ -29,6 +31,7 @@ from runner.model.anthropic import AnthropicModel, ModelAPIError
 from runner.model.api_checks import cache_marker_count
 from runner.model.cache_sim import cache_read_share
 from runner.model.keys import KeyRing, fingerprint
+from runner.model.patience import ModelUnavailable, ModelWait, PatientModel, WaitPolicy
 
 MODEL = "claude-sonnet-4-6"
 KEY = "sk-ant-" + "test-0123456789abcdef"  # fake, built at run time
@@ -530,3 +533,31 @@ def test_count_tokens_ignores_cache_markers() -> None:
         "tools": [TOOLS[0], {**TOOLS[1], "cache_control": {"type": "ephemeral"}}],
     }
     assert estimate_input(plain) == estimate_input(marked)
+
+
+def test_an_outage_is_waited_out_with_the_real_sdk_and_the_same_request_sent_again(
+    server: FakeMessagesServer,
+) -> None:
+    # 529 with retry-after, then answers cut off mid-body: the SDK's own retries run out (none
+    # here), PatientModel waits as the API asks and sends the very same request again.
+    server.outage(1.0, status=529, retry_after_s=0.2)
+    server.outage(0.6, "drop", start_in=1.0)
+    server.add_steps([ScriptStep(text="answered after the outage")])
+    waits: list[ModelWait | None] = []
+    model = PatientModel(adapter(server, max_retries=0),
+                         WaitPolicy(first_s=0.1, shortest_s=0.05, poll_s=0.05), on_wait=waits.append)
+    assert ask(model).text == "answered after the outage"
+    reasons = {w.reason for w in waits if w is not None}
+    assert reasons == {"overloaded", "unreachable"} and waits[-1] is None
+    bodies = {json.dumps(r.body, sort_keys=True) for r in server.requests}
+    assert len(bodies) == 1  # nothing re-asked: every attempt was the same request
+    assert server.dropped_mid_answer > 0 and server.remaining == 0
+
+
+def test_an_outage_longer_than_the_policy_pauses_instead_of_failing(server: FakeMessagesServer) -> None:
+    server.outage(60.0, status=529, retry_after_s=0.05)
+    model = PatientModel(adapter(server, max_retries=0),
+                         WaitPolicy(max_total_s=0.3, shortest_s=0.05, poll_s=0.05))
+    with pytest.raises(ModelUnavailable) as caught:
+        ask(model)
+    assert isinstance(caught.value, NeedsHuman) and caught.value.cause == "overloaded"
