@@ -74,9 +74,12 @@ def model_factory(spec: str | None) -> ModelFactory:
 
 def run_local(
     repo: Path, task: LocalTask, models: ModelFactory, *, data_dir: Path, out: TextIO = sys.stderr,
-    test_timeout_s: float = 600.0,
+    test_timeout_s: float = 600.0, model_wait_max_s: float = 30 * 60.0,
 ) -> dict[str, Any]:
-    """Run the loop on ``repo``; returns the summary (also pushed as the branch's commit)."""
+    """Run the loop on ``repo``; returns the summary (also pushed as the branch's commit).
+
+    A model API outage is waited out as in the worker (the terminal says so), up to
+    ``model_wait_max_s``; then the run ends paused, its work kept on the branch."""
     repo = repo.resolve()
     if not (repo / ".git").exists():
         raise RunError(f"{repo} is not a git repository (no .git)")
@@ -92,12 +95,12 @@ def run_local(
         if config.setup:
             _say(out, "setup: running the repo's setup commands (network on, no credentials)")
             setup = run_setup(workspace.path, list(config.setup),
-                              lambda p: BwrapSandbox(p, setup_policy(policy)),
+                              lambda p: BwrapSandbox.for_task(p, setup_policy(policy)),
                               data_dir / "setup-cache" / _slug(str(repo)))
             if not setup.ok:
                 raise RunError(setup.failure_report())
             workspace.exclude(setup.paths)
-        sandbox = BwrapSandbox(workspace.path, policy)
+        sandbox = BwrapSandbox.for_task(workspace.path, policy)
         command = detect_test_command(workspace.path, config.test)
         if command is None:
             raise RunError("no test command found; set `test:` in .github/nightcrew.yml")
@@ -107,7 +110,8 @@ def run_local(
         issue = Issue(number=0, title=task.title, body=task.body, state="open", author="you", labels=())
         memory = FailureLog(data_dir, "local", _slug(repo.name))
         result = run_agent(issue, workspace, sandbox, command, models,
-                           TaskConfig(data_dir=data_dir, test_timeout_s=test_timeout_s), config,
+                           TaskConfig(data_dir=data_dir, test_timeout_s=test_timeout_s,
+                                      model_wait_max_s=model_wait_max_s), config,
                            _printer(out), outcome, memory)
         after = run_tests(sandbox, command, timeout=test_timeout_s)
         _say(out, f"tests after: {_counts(after)}")
@@ -152,8 +156,9 @@ def _printer(out: TextIO) -> Callable[..., None]:
     """Live progress on the terminal: one line per step."""
     def progress(**changes: Any) -> None:
         if "step" not in changes:
-            if changes.get("note"):
-                _say(out, f"note: {changes['note']}")
+            for name in ("detail", "note"):  # e.g. "Waiting for the model API (overloaded), …"
+                if changes.get(name):
+                    _say(out, f"{'note: ' if name == 'note' else ''}{changes[name]}")
             return
         line = (f"step {changes['step']}/{changes.get('max_steps', '?')} · "
                 f"{changes.get('tokens', 0):,} tokens · ${changes.get('cost_usd', 0.0):.4f} · "

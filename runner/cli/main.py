@@ -155,7 +155,8 @@ def run_command(
     settings = load_settings()
     try:
         report = run_local(repo, read_task(task, issue_file), model_factory(model),
-                           data_dir=settings.data_dir.resolve(), test_timeout_s=settings.test_timeout_s)
+                           data_dir=settings.data_dir.resolve(), test_timeout_s=settings.test_timeout_s,
+                           model_wait_max_s=settings.model_wait_max_s)
     except RunError as exc:
         typer.echo(f"nightcrew run: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from runner.fakes.messages_server import FakeMessagesServer
+from runner.fakes.script import ScriptStep
+
 pytestmark = pytest.mark.e2e
 
 PLAN = {"text": "- [ ] Fix add in calc.py\n- [ ] Run the tests\nAcceptance:\n- [ ] test_add passes"}
@@ -33,9 +36,11 @@ def make_repo(path: Path) -> Path:
     return path
 
 
-def nightcrew(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+def nightcrew(*args: str, tmp: Path, extra: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NIGHTCREW_", "ANTHROPIC_"))}
     env["NIGHTCREW_DATA_DIR"] = str(tmp / "data")
+    env.update(extra or {})
     return subprocess.run([sys.executable, "-m", "runner.cli", *args], env=env, cwd=tmp,
                           capture_output=True, text=True, timeout=120)
 
@@ -85,3 +90,40 @@ def test_context_command_shows_what_the_agent_would_see(tmp_path: Path) -> None:
     data = json.loads(proc.stdout)
     assert data["files"][0] == "calc.py" and data["tokens"] <= 4200
     assert data["removed"] == {"html_comment": 1} and data["estimate"]["usd"] > 0
+
+
+SCRIPT = [
+    PLAN,
+    {"tool_calls": [{"name": "edit_file", "input": {
+        "path": "calc.py", "search": "    return a - b\n", "replace": "    return a + b\n"}}]},
+    {"tool_calls": [{"name": "run_tests", "input": {}}]},
+    {"tool_calls": [{"name": "finish", "input": {"summary": "add adds"}}]},
+]
+
+
+def _with_the_api(server: FakeMessagesServer, **extra: str) -> dict[str, str]:
+    return {"ANTHROPIC_API_KEY": "sk-ant-" + "local-run-test-key", "ANTHROPIC_BASE_URL": server.base_url,
+            **extra}
+
+
+def test_run_waits_out_an_overloaded_api_and_finishes(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    with FakeMessagesServer([ScriptStep.from_json(step) for step in SCRIPT]) as server:
+        server.outage(20.0, status=529, retry_after_s=1)  # longer than the SDK's own retries
+        proc = nightcrew("run", "--repo", str(repo), "--json", "add() subtracts", tmp=tmp_path,
+                         extra=_with_the_api(server))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["outcome"] == "finished"
+    assert "Waiting for the model API (overloaded)" in proc.stderr and "Traceback" not in proc.stderr
+    assert any(r.status == 529 for r in server.requests)
+
+
+def test_run_pauses_with_one_line_when_the_outage_outlasts_the_wait(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    with FakeMessagesServer([ScriptStep.from_json(step) for step in SCRIPT]) as server:
+        server.outage(600.0, status=529, retry_after_s=1)
+        proc = nightcrew("run", "--repo", str(repo), "--json", "add() subtracts", tmp=tmp_path,
+                         extra=_with_the_api(server, NIGHTCREW_MODEL_WAIT_MAX_S="3"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["outcome"] == "paused" and "model API stayed unavailable" in report["summary"]
