@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate github_app/devhub/spec/ from pinned octokit npm packages.
+# Regenerate devhub/spec/ from pinned octokit npm packages.
 #
 #   bash scripts/vendor_github_data.sh [TARBALL_DIR]
 #
