@@ -3,7 +3,7 @@
 A 25-step trajectory (plan, then reads, searches, edits and test runs on a real repository with
 4 KB tool outputs) is replayed through the real ``Agent`` loop and the production
 ``AnthropicModel`` adapter against the local ``FakeMessagesServer``, which bills every request
-the way Anthropic's prefix cache does (``runner.model.cache_sim``: breakpoints, the 20-block
+the way Anthropic's prefix cache does (``runner.fakes.cache_sim``: breakpoints, the 20-block
 lookback, minimum prefix sizes, five-minute lifetime). Side by side in one run:
 
 - nightcrew: tools, system prompt and the last message of each request marked (each turn reads
@@ -30,11 +30,11 @@ sys.path.insert(0, str(ROOT))
 from bench.step_overhead import InstantSandbox, make_repo, trajectory  # noqa: E402
 from runner.agent.loop import Agent, LoopLimits  # noqa: E402
 from runner.agent.tools import Toolbox  # noqa: E402
+from runner.fakes.cache_sim import cache_read_share  # noqa: E402
 from runner.fakes.messages_server import FakeMessagesServer  # noqa: E402
 from runner.fakes.script import ScriptStep  # noqa: E402
 from runner.model import ModelReply, Usage  # noqa: E402
 from runner.model.anthropic import AnthropicModel  # noqa: E402
-from runner.model.cache_sim import cache_read_share  # noqa: E402
 
 
 class Metered:

@@ -11,7 +11,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-OUT="$ROOT/github_app/devhub/spec"
+OUT="$ROOT/devhub/spec"
 
 # package@version  tarball  sha256
 PINS=(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from runner.agent.tools import READ_ONLY_TOOLS, Observation, Toolbox, render_input
-from runner.fakes.script import estimate_tokens
+from runner.context.tokens import estimate_tokens
 from runner.gates.approval import Gate
 from runner.gates.budget import BudgetExhausted, RunBudget, worst_case
 from runner.model import Message, ModelClient, ModelReply, ToolCall, ToolSpec, Usage

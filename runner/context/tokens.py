@@ -1,14 +1,23 @@
-"""The one token estimate the context package uses: about four characters a token.
+"""nightcrew's one token estimate: about four characters a token.
 
-It matches ``runner.fakes.script.estimate_tokens`` (the scripted model's estimate), so a
-context that "fits 4,200 tokens" here is the size the budget and the status comment see.
+The context packer (``count_tokens``), the agent loop's budget check and compaction, and both
+model fakes (``estimate_tokens``, on a request's JSON) use it, so a context that "fits 4,200
+tokens" here is the size the budget and the status comment see.
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(value: object) -> int:
+    """Tokens of any JSON-safe value: four characters of its canonical JSON a token."""
+    if not value:
+        return 0
+    return math.ceil(len(json.dumps(value, sort_keys=True, ensure_ascii=False)) / CHARS_PER_TOKEN)
 
 
 def count_tokens(text: str) -> int:

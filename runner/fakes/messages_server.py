@@ -13,10 +13,10 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from runner.fakes.cache_sim import PromptCache, as_cache, cached_usage
 from runner.fakes.script import ScriptStep, estimate_input, reply_blocks, usage_to_json
 from runner.model import Usage
 from runner.model.api_checks import request_violation
-from runner.model.cache_sim import PromptCache, as_cache, cached_usage
 
 _ERROR_TYPES = {
     400: "invalid_request_error",

@@ -14,7 +14,6 @@ estimated at four characters each so budgets and status comments see realistic n
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.context.tokens import estimate_tokens
 from runner.model import Usage
 
 
@@ -159,13 +159,6 @@ def dump_script(steps: Sequence[ScriptStep], path: str | Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Token estimates, shared so both players report the same usage for the same request
-
-
-def estimate_tokens(value: object) -> int:
-    """About four characters of JSON per token; nothing costs nothing."""
-    if not value:
-        return 0
-    return math.ceil(len(json.dumps(value, sort_keys=True, ensure_ascii=False)) / 4)
 
 
 def system_text(system: object) -> str:

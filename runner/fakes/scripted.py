@@ -3,7 +3,7 @@
 ``FakeMessagesServer`` (``runner.fakes.messages_server``) plays the same script over HTTP, so the
 production Anthropic adapter runs unchanged against it. This player stands in for adapter and
 API together: it places the adapter's cache breakpoints and, for steps without scripted usage,
-bills the input through a simulated prompt cache (``runner.model.cache_sim``), so both players
+bills the input through a simulated prompt cache (``runner.fakes.cache_sim``), so both players
 report the same usage for the same conversation.
 """
 
@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from runner.fakes.cache_sim import PromptCache, as_cache, cached_usage
 from runner.fakes.script import ScriptStep, reply_blocks
 from runner.model import Message, ModelError, ModelReply, ToolSpec, tool_call
 from runner.model.api_checks import request_violation
-from runner.model.cache_sim import PromptCache, as_cache, cache_marked_request, cached_usage
+from runner.model.cache_marks import cache_marked_request
 from runner.model.prices import cost_usd
 
 

@@ -1,7 +1,7 @@
 """The production ``ModelClient``: Anthropic's Messages API through the ``anthropic`` SDK.
 
 Every call carries ``cache_control`` markers on the stable prefix (tool definitions, then the
-system prompt) and on the last message block (see ``cache_sim.cache_marked_request``), so an
+system prompt) and on the last message block (see ``cache_marks.cache_marked_request``), so an
 agent loop pays full price for its conversation once and, within the cache's five minutes,
 a tenth of the input price for everything earlier turns already sent.
 
@@ -33,7 +33,7 @@ from runner.model import (
     Usage,
     tool_call,
 )
-from runner.model.cache_sim import cache_marked_request
+from runner.model.cache_marks import cache_marked_request
 from runner.model.keys import KeyRing, fingerprint, split_keys
 from runner.model.prices import cost_usd
 

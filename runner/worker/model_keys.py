@@ -47,7 +47,7 @@ def key_works(model: str) -> KeyWorks:
 
 
 def probe(settings: Settings, connection: redis.Redis, scheduler: TaskScheduler, queue: JobQueue,
-          *, works: KeyWorks | None = None) -> list[str]:
+          *, works: KeyWorks | None = None, hosts: app_wiring.HostFor | None = None) -> list[str]:
     """Probe refused keys if it is time; lift the hold once a key works. The tasks resumed."""
     refused = model_hold.refusals(connection)
     if not refused and model_hold.held(connection) is None:
@@ -66,13 +66,12 @@ def probe(settings: Settings, connection: redis.Redis, scheduler: TaskScheduler,
             log.info("model.key_accepted", key=refusal.fingerprint)
     if not KeyRing(keys, store).usable():
         return []
-    return _release(settings, connection, scheduler, queue)
+    return _release(connection, scheduler, queue, hosts or app_wiring.hosts(settings))
 
 
-def _release(settings: Settings, connection: redis.Redis, scheduler: TaskScheduler,
-             queue: JobQueue) -> list[str]:
+def _release(connection: redis.Redis, scheduler: TaskScheduler, queue: JobQueue,
+             hosts: app_wiring.HostFor) -> list[str]:
     """Lift the hold and submit every parked task again (labeled queued); then dispatch."""
-    hosts = app_wiring.hosts(settings)
     resumed = []
     for task, raw in model_hold.release(connection).items():
         try:

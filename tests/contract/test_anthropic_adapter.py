@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from github_app.errors import NeedsHuman
+from runner.fakes.cache_sim import cache_read_share
 from runner.fakes.messages_server import FakeMessagesServer
 from runner.fakes.script import (
     ScriptedCall,
@@ -29,7 +30,6 @@ from runner.fakes.scripted import ScriptedModel
 from runner.model import Message, ModelClient, ModelError, ModelKeyRefused, ModelReply, Usage
 from runner.model.anthropic import AnthropicModel, ModelAPIError
 from runner.model.api_checks import cache_marker_count
-from runner.model.cache_sim import cache_read_share
 from runner.model.keys import KeyRing, fingerprint
 from runner.model.patience import ModelUnavailable, ModelWait, PatientModel, WaitPolicy
 

@@ -7,18 +7,18 @@ from typing import Any
 
 import pytest
 
-from runner.fakes.script import estimate_input, estimated_usage
-from runner.model import Message, Usage
-from runner.model.api_checks import MAX_CACHE_BREAKPOINTS, cache_marker_count, request_violation
-from runner.model.cache_sim import (
+from runner.fakes.cache_sim import (
     CACHE_TTL_SECONDS,
     PromptCache,
-    cache_marked_request,
     cache_read_share,
     cached_usage,
     min_cacheable_tokens,
     prompt_blocks,
 )
+from runner.fakes.script import estimate_input, estimated_usage
+from runner.model import Message, Usage
+from runner.model.api_checks import MAX_CACHE_BREAKPOINTS, cache_marker_count, request_violation
+from runner.model.cache_marks import cache_marked_request
 
 MODEL = "claude-sonnet-4-5"
 SYSTEM = "You are nightcrew. " + "Keep the diff small and run the tests. " * 150  # ~1.5k tokens

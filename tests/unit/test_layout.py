@@ -58,11 +58,9 @@ REDIS_USERS = {
 # bench are free to use the stand-in.
 DEVHUB_USERS = {"runner/cli/demo.py"}
 # The demo and `nightcrew run --model scripted:FILE` use the model fakes; tests and bench too.
+# (The one token estimate lives in `runner.context.tokens`; the script format, the cache
+# simulation and the recorder are fakes: no other product module imports them.)
 FAKES_USERS = {"runner/cli/demo.py", "runner/cli/local_run.py"}
-# The script format (and its four-characters-a-token estimate) is shared with product code: a
-# real run is recorded as a script, the cache model and the loop's compaction use the estimate.
-# These may import `runner.fakes.script` and nothing else of `runner.fakes`.
-SCRIPT_FORMAT_USERS = {"runner/agent/loop.py", "runner/model/cache_sim.py", "runner/model/recording.py"}
 # Ingress enqueues intake jobs (job names, the typed payload) and reads the trigger-label cache.
 INGRESS_FROM_QUEUE = {"github_app.queue.jobqueue", "github_app.queue.label_cache",
                       "github_app.queue.payloads"}
@@ -129,12 +127,7 @@ def test_only_the_demo_commands_import_devhub() -> None:
 
 def test_only_the_demo_and_the_local_run_import_the_fakes() -> None:
     users = {name for name in importers("runner.fakes", *PRODUCT) if not name.startswith("runner/fakes/")}
-    assert users == FAKES_USERS | SCRIPT_FORMAT_USERS
-    beyond_format = {
-        name: sorted(n for n in under(imported_modules(ROOT / name), "runner.fakes")
-                     if not under({n}, "runner.fakes.script"))
-        for name in SCRIPT_FORMAT_USERS}
-    assert beyond_format == {name: [] for name in SCRIPT_FORMAT_USERS}
+    assert users == FAKES_USERS
 
 
 def test_only_the_listed_modules_import_redis() -> None:

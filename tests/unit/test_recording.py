@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from runner.fakes.recording import RecordingModel, step_from_reply
 from runner.fakes.script import ScriptedCall, ScriptStep, load_script
 from runner.fakes.scripted import ScriptedModel
 from runner.model import Message, ModelError, ModelReply, Usage
-from runner.model.recording import RecordingModel, step_from_reply
 
 MODEL = "claude-sonnet-4-5"
 SYSTEM = "You are nightcrew. " + "Fix the issue and keep the diff small. " * 120

@@ -38,16 +38,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runner.fakes.script import (
-    estimate_input,
-    estimate_tokens,
-    estimated_usage,
-    system_text,
-)
-from runner.model import Message, ToolSpec, Usage
-from runner.model.api_checks import MAX_CACHE_BREAKPOINTS
+from runner.context.tokens import estimate_tokens
+from runner.fakes.script import estimate_input, estimated_usage, system_text
+from runner.model import Usage
 
-EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
 LOOKBACK_BLOCKS = 20
 CACHE_TTL_SECONDS = 300.0
 DEFAULT_MIN_CACHEABLE_TOKENS = 1024
@@ -60,90 +54,9 @@ MIN_CACHEABLE_TOKENS: dict[str, int] = {
     "claude-3-5-haiku": 2048,
     "claude-3-haiku": 2048,
 }
-# Blocks the API refuses a cache_control marker on.
-_UNMARKABLE = frozenset({"thinking", "redacted_thinking"})
 # Ignored when counting tokens: markers steer billing, ids differ between the two players.
 _NOT_COUNTED = frozenset({"cache_control", "id", "tool_use_id"})
 _NOT_IDENTITY = frozenset({"cache_control"})
-
-
-# ---------------------------------------------------------------------------------------------
-# Where the breakpoints go
-
-
-def cache_marked_request(
-    system: str,
-    messages: Sequence[Message],
-    tools: Sequence[ToolSpec],
-    *,
-    cache_messages: bool = True,
-) -> dict[str, Any]:
-    """``system``, ``tools`` and ``messages`` request arguments with cache breakpoints placed.
-
-    Marks the last tool and the system prompt (the stable prefix) and, with ``cache_messages``,
-    the last markable block of the last message (the growing conversation). Everything is
-    copied: callers reuse their lists across turns and must never see a marker. Markers the
-    caller placed on messages are kept, oldest dropped first, within the API's limit of four.
-    """
-    kwargs: dict[str, Any] = {}
-    if tools:
-        marked_tools = [dict(t) for t in tools]
-        marked_tools[-1]["cache_control"] = dict(EPHEMERAL)
-        kwargs["tools"] = marked_tools
-    if system:  # the API rejects an empty text block
-        kwargs["system"] = [{"type": "text", "text": system, "cache_control": dict(EPHEMERAL)}]
-    copied = [_copy_message(m) for m in messages]
-    if cache_messages and copied and isinstance(copied[-1], dict):
-        _mark_last_block(copied[-1])
-    stable = sum(_marker_count(kwargs.get(part)) for part in ("tools", "system"))
-    _drop_oldest_markers(copied, max(MAX_CACHE_BREAKPOINTS - stable, 0))
-    kwargs["messages"] = copied
-    return kwargs
-
-
-def _copy_message(message: Message) -> Message:
-    """A message whose content list and blocks may be changed without touching the original."""
-    if not isinstance(message, dict):  # malformed: left for the API (or its checks) to reject
-        return message
-    content = message.get("content")
-    if not isinstance(content, list):
-        return dict(message)
-    return {**message, "content": [dict(b) if isinstance(b, dict) else b for b in content]}
-
-
-def _mark_last_block(message: Message) -> None:
-    """Put a breakpoint on the last block that may carry one (a string becomes a text block)."""
-    content = message.get("content")
-    if isinstance(content, str):
-        if content:  # an empty final assistant turn (a prefill) has nothing to mark
-            message["content"] = [{"type": "text", "text": content, "cache_control": dict(EPHEMERAL)}]
-        return
-    if not isinstance(content, list):
-        return
-    for block in reversed(content):
-        if isinstance(block, dict) and block.get("type") not in _UNMARKABLE:
-            block.setdefault("cache_control", dict(EPHEMERAL))
-            return
-
-
-def _drop_oldest_markers(messages: list[Message], allowed: int) -> None:
-    """Remove message breakpoints, earliest first, until at most ``allowed`` remain."""
-    marked = [
-        block
-        for m in messages
-        if isinstance(m, dict) and isinstance(m.get("content"), list)
-        for block in m["content"]
-        if isinstance(block, dict) and block.get("cache_control")
-    ]
-    for block in marked[: max(len(marked) - allowed, 0)]:
-        del block["cache_control"]
-
-
-def _marker_count(blocks: object) -> int:
-    """How many blocks in a list carry a cache_control marker."""
-    if not isinstance(blocks, list):
-        return 0
-    return sum(1 for b in blocks if isinstance(b, dict) and b.get("cache_control"))
 
 
 # ---------------------------------------------------------------------------------------------
