@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, TypeVar
 
 from github_app.tasks import TaskKey
@@ -50,6 +50,9 @@ class _Payload:
         known = {f.name for f in fields(cls)} - {"version"}
         if unknown := sorted(set(data) - known):
             raise PayloadError(f"{cls.__name__}: unknown fields: {', '.join(unknown)}")
+        if missing := sorted(f.name for f in fields(cls) if f.name not in data and f.name != "version"
+                             and f.default is MISSING and f.default_factory is MISSING):
+            raise PayloadError(f"{cls.__name__}: missing fields: {', '.join(missing)}")
         try:
             data["task"] = TaskKey.parse(str(data["task"]))
             payload = cls(**data)

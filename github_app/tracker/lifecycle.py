@@ -89,6 +89,11 @@ def _table() -> dict[tuple[State | None, Event], Move]:
     for stopped in sorted(STOPPED):
         for again in _AGAIN:
             table[(stopped, again)] = Move("queued")
+    # A run that changed nothing carries the failed label and its status comment offers a retry
+    # (from the branch: its checkpoint is not one a resume takes up).
+    retries: tuple[Command, ...] = ("retry", "retry_fresh")
+    for again in retries:
+        table[("no_change", again)] = Move("queued")
     for active in sorted(ACTIVE):
         for grant in _GRANTS:
             table[(active, grant)] = Move(active, deferred=True)
@@ -131,12 +136,19 @@ def transition(state: State | None, event: Event) -> Move | Refusal:
 
 def _why_not(state: State | None, event: Event) -> str:
     if state is None:
+        if event == "status":
+            return ("There is no nightcrew task on this issue yet; label it or say "
+                    "`/nightcrew fix` to start one.")
         if event in ("resume", "retry", "retry_fresh"):
             return (f"There is no stopped nightcrew task on this issue to {_verb(event)}; label it "
                     "or say `/nightcrew fix` to start one.")
         return f"There is no nightcrew task on this issue to {_verb(event)}."
     if event == "start":
         return "A nightcrew task is already queued or running on this issue."
+    if state in ACTIVE and event in ("resume", "retry", "retry_fresh"):
+        # Intake only notes these (the task goes on by itself), but the reason must still be true.
+        return (f"The task on this issue is already {describe(state)}; there is nothing to "
+                f"{_verb(event)}.")
     if event in ("cancel", "pause"):
         return f"There is no queued or running nightcrew task on this issue to {event}."
     if event in ("resume", "retry", "retry_fresh"):
@@ -171,7 +183,8 @@ def state_of_labels(labels: set[str] | frozenset[str]) -> State | None:
 def describe(state: State) -> str:
     """The state in words, for messages to people."""
     return {"needs_approval": "waiting for approval", "pr_opened": "done (pull request opened)",
-            "no_change": "stopped without a change"}.get(state, state)
+            "no_change": "stopped without a change",
+            "publishing": "opening its pull request"}.get(state, state)
 
 
 def parse_state(text: str) -> State:
