@@ -44,6 +44,7 @@ from pathlib import Path
 from types import TracebackType
 
 from github_app import errors
+from runner.sandbox.bytecode import bytecode_dir
 
 TOKEN_ENV = "NIGHTCREW_GIT_TOKEN"
 LOCAL_TIMEOUT = 60.0
@@ -69,8 +70,8 @@ _FORWARDED_ENV = (
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
 )
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
-_TASK_ENTRY = re.compile(r"^(?P<name>.+?)(?:\.git|\.owner(?:\.tmp-[0-9a-f]+)?)?$")
-_RESERVED_SUFFIXES = (".git", ".owner")
+_TASK_ENTRY = re.compile(r"^(?P<name>.+?)(?:\.git|\.pycache|\.owner(?:\.tmp-[0-9a-f]+)?)?$")
+_RESERVED_SUFFIXES = (".git", ".pycache", ".owner")
 # What git (with libcurl) prints when the server or the network failed, not the request: an
 # HTTP status decides when git names one ("returned error: 502", "RPC failed; HTTP 413"), so a
 # 413 followed by "the remote end hung up unexpectedly" is not taken for a network failure.
@@ -446,8 +447,8 @@ class Workspace:
         return sorted(name for name in changed.split("\0") if name)
 
     def cleanup(self) -> None:
-        """Delete the work tree, git dir and owner record; safe to call twice."""
-        for directory in (self.path, self.git_dir):
+        """Delete the work tree, git dir, bytecode cache and owner record; safe to call twice."""
+        for directory in (self.path, self.git_dir, bytecode_dir(self.path)):
             shutil.rmtree(directory, ignore_errors=True)
         if self.owner_file is not None:
             self.owner_file.unlink(missing_ok=True)
@@ -655,7 +656,7 @@ def _fresh_paths(root: Path, name: str) -> tuple[Path, Path]:
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     path, git_dir = root / name, root / f"{name}.git"
-    for stale in (path, git_dir):
+    for stale in (path, git_dir, bytecode_dir(path)):
         _remove(stale)
     return path, git_dir
 

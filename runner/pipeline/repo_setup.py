@@ -8,6 +8,12 @@ creates there (a `.venv`, `node_modules`, `*.egg-info` …) are copied into
 hash to the same key. Copies, not hardlinks: a later phase writing into a restored `.venv`
 must not change the cache.
 
+After the commands, what they installed is compiled into the task's bytecode cache (when the
+sandbox keeps one, runner/sandbox/bytecode.py) as checked-hash pycs, under the same sandbox and
+policy, and cached with the tree: the first test run of every later task starts warm. Hash-based,
+because the restored sources get new ctimes (and a chown) in the next workspace, which the
+sandbox's sweep would take for edits of timestamp pycs; a hash is checked on every import.
+
 Give each repository its own `cache_dir`: what one repository's setup wrote must never land
 in another repository's workspace.
 """
@@ -28,8 +34,9 @@ from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 
 from runner.sandbox import ExecResult, Sandbox, SandboxPolicy
+from runner.sandbox.bytecode import is_python_root, precompile_argv, real_dir, workspace_bytecode
 
-CACHE_FORMAT = "nightcrew-setup-v1"
+CACHE_FORMAT = "nightcrew-setup-v2"  # v2: entries carry the bytecode of what setup installed
 KEEP_ENTRIES = 3  # per repository: the current manifests, plus a couple for branches in flight
 MANIFEST_DEPTH = 3  # monorepos keep package manifests a level or two down
 STAGING_MAX_AGE_S = 3600.0  # a store in progress is minutes old at most
@@ -56,6 +63,7 @@ class SetupResult:
     ok: bool = True
     paths: tuple[str, ...] = ()  # workspace paths setup produced (or the cache restored)
     failed_command: str | None = None
+    precompiled: ExecResult | None = None  # compiling what setup installed (best effort)
 
     def failure_report(self) -> str:
         """The failed command and the tail of its output, for the status comment."""
@@ -95,8 +103,23 @@ def run_setup(
             return SetupResult(ran=True, cached=False, key=key, results=results, ok=False,
                                failed_command=command)
     produced = _new_roots(workspace, before)
+    precompiled = _precompile(sandbox, workspace, produced)
     _store(Path(cache_dir), key, workspace, produced, commands)
-    return SetupResult(ran=True, cached=False, key=key, results=results, paths=produced)
+    return SetupResult(ran=True, cached=False, key=key, results=results, paths=produced,
+                       precompiled=precompiled)
+
+
+def _precompile(sandbox: Sandbox, workspace: Path, roots: tuple[str, ...]) -> ExecResult | None:
+    """Compile the Python that setup installed into the task's bytecode cache, if it keeps one.
+
+    A failure (a package shipping files for another Python version) costs only speed: whatever
+    did not compile is compiled on first import, as before.
+    """
+    targets = [root for root in roots if is_python_root(workspace, root)]
+    # the cache exists once the sandbox has run a command with one (setup's commands just did)
+    if not targets or not workspace_bytecode(workspace).is_dir():
+        return None
+    return sandbox.run(precompile_argv(targets))
 
 
 def cache_key(workspace: Path, commands: Sequence[str]) -> str:
@@ -173,7 +196,9 @@ def _store(cache_dir: Path, key: str, workspace: Path, roots: tuple[str, ...],
     staging = cache_dir / f".tmp-{secrets.token_hex(4)}"
     try:
         _copy_roots(workspace, staging / "tree", roots)
-        manifest = {"paths": list(roots), "commands": list(commands), "created": time.time()}
+        compiled = _copy_bytecode(workspace_bytecode(workspace), staging / "bytecode", roots)
+        manifest = {"paths": list(roots), "bytecode": list(compiled), "commands": list(commands),
+                    "created": time.time()}
         (staging / "manifest.json").write_text(json.dumps(manifest))
         staging.rename(cache_dir / key)
     except OSError:
@@ -195,7 +220,31 @@ def _restore(entry: Path, workspace: Path) -> tuple[str, ...] | None:
         for root in roots:  # a prune or a full disk mid-copy: undo, and run setup instead
             _remove(workspace / root)
         return None
+    _copy_bytecode(entry / "bytecode", workspace_bytecode(workspace), roots)
     return roots
+
+
+def _copy_bytecode(source: Path, destination: Path, roots: tuple[str, ...]) -> tuple[str, ...]:
+    """Copy the bytecode of each root that has some; the roots copied. Best effort: bytecode
+    only saves compile time, and whatever is copied, the sandbox's sweep checks like any pyc."""
+    copied: list[str] = []
+    if not source.is_dir():
+        return ()
+    try:
+        destination.mkdir(parents=True, exist_ok=True)  # the worker's own path, up to here
+    except OSError:
+        return ()
+    for root in roots:
+        parent = str(PurePosixPath(root).parent)
+        # both trees were written by sandboxed commands: never through a link they planted
+        if not real_dir(source, root) or not real_dir(destination, parent, create=True):
+            continue
+        try:
+            shutil.copytree(source / root, destination / root, symlinks=True, dirs_exist_ok=True)
+        except OSError:
+            continue
+        copied.append(root)
+    return tuple(copied)
 
 
 def _cached_roots(entry: Path) -> tuple[str, ...] | None:

@@ -11,6 +11,10 @@ never trips. Not root, bwrap runs unprivileged in a user namespace as the worker
 
 Limits go through per-command cgroups where the machine allows (cgroups.py), else rlimits;
 `BwrapSandbox.isolation()` says which. Measured traps: shared/research/sandbox.md §1–§3.
+
+A task's sandbox (`BwrapSandbox.for_task`) binds the task's bytecode cache under the sandbox's
+PYTHONPYCACHEPREFIX and sweeps it before each command (bytecode.py): Python no longer compiles
+every module it imports on every command.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from contextlib import suppress
 from pathlib import Path, PurePosixPath
 
 from runner.sandbox import ExecResult, SandboxPolicy
+from runner.sandbox.bytecode import PREFIX as PYCACHE_PREFIX
+from runner.sandbox.bytecode import BytecodeCache, bytecode_dir, toolchain_roots
 from runner.sandbox.cgroups import (
     JOIN_FAILED_EXIT,
     JOIN_FAILED_MESSAGE,
@@ -180,17 +186,27 @@ class BwrapSandbox:
     """Runs commands under bubblewrap with the task's workspace at /workspace, nothing else writable."""
 
     def __init__(
-        self, workspace: Path, policy: SandboxPolicy | None = None, *, cgroups: Cgroups | None = None
+        self, workspace: Path, policy: SandboxPolicy | None = None, *, cgroups: Cgroups | None = None,
+        bytecode_dir: Path | None = None,
     ) -> None:
+        """``bytecode_dir``: the task's bytecode cache (``bytecode.bytecode_dir``); without one,
+        nothing is compiled ahead and no command writes bytecode (each one compiles afresh)."""
         self.workspace = Path(workspace).resolve()
         if not self.workspace.is_dir():
             raise ValueError(f"workspace is not a directory: {self.workspace}")
         self.policy = policy or SandboxPolicy()
+        self.bytecode = None if bytecode_dir is None else BytecodeCache(
+            Path(bytecode_dir).resolve(), toolchain_roots())
         self._bwrap = find_bwrap()
         self._prlimit = shutil.which("prlimit") or shutil.which("prlimit", path="/usr/bin:/bin")
         self._setpriv = find_setpriv() if os.geteuid() == 0 else None
         self._cgroups = host_cgroups() if cgroups is None else cgroups
         self._seccomp = _no_userns_filter() if self._setpriv else None
+
+    @classmethod
+    def for_task(cls, workspace: Path, policy: SandboxPolicy | None = None) -> BwrapSandbox:
+        """The sandbox of a task's workspace: its bytecode cache beside the work tree, for the task."""
+        return cls(workspace, policy, bytecode_dir=bytecode_dir(Path(workspace).resolve()))
 
     @property
     def drops_to_nobody(self) -> bool:
@@ -215,6 +231,8 @@ class BwrapSandbox:
             "tmp": "tmpfs" + (f" {self.policy.tmp_bytes // 1024**2} MiB" if self.policy.tmp_bytes else ""),
             "workspace": "chowned to 65534 before each command" if self.drops_to_nobody
                          else "the worker's own files",
+            "bytecode": f"per task, swept before each command ({self.bytecode.root})"
+                        if self.bytecode else "none kept (no task cache)",
         }
 
     def run(
@@ -224,9 +242,13 @@ class BwrapSandbox:
         inner_cwd, missing = command_cwd(self.workspace, argv, cwd)
         if missing is not None:
             return missing
-        if self.drops_to_nobody:
+        owner = (SANDBOX_UID, SANDBOX_GID) if self.drops_to_nobody else None
+        if owner is not None:
             # files the worker made since the last command (edits, checkouts) are root's
-            grant_workspace(self.workspace, SANDBOX_UID, SANDBOX_GID)
+            grant_workspace(self.workspace, *owner)
+        if self.bytecode is not None:
+            self.bytecode.prepare(owner)
+            self.bytecode.sweep(self.workspace, owner)  # after the chown: it sees the final ctimes
         wall = self.policy.wall_seconds if timeout is None else timeout
         return self._execute(list(argv), inner_cwd, wall)
 
@@ -292,6 +314,15 @@ class BwrapSandbox:
         # world-writable because bwrap creates them as root; only the sandbox's own uid is inside
         args += [*self._sized(), "--perms", "1777", "--tmpfs", "/dev/shm"]
         args += [*self._sized(), "--perms", "1777", "--tmpfs", "/tmp"]
+        if self.bytecode is not None:
+            # the task's parts of the bytecode prefix; the rest of it dies with this /tmp
+            args += ["--perms", "1777", "--dir", PYCACHE_PREFIX]
+            binds = self.bytecode.binds()
+            for parent in _bind_parents(PYCACHE_PREFIX, [inner for _, inner in binds]):
+                # bwrap would make these 0700 as root: imports could not reach the parts below
+                args += ["--perms", "0755", "--dir", parent]
+            for host, inner in binds:
+                args += ["--bind", str(host), inner]
         args += ["--perms", "0777", "--dir", SANDBOX_HOME, "--bind", str(self.workspace), WORKSPACE_MOUNT]
         read_only = self._read_only_paths()
         for parent in _missing_parents(read_only):
@@ -316,7 +347,8 @@ class BwrapSandbox:
 
     def _env_args(self) -> list[str]:
         args = ["--clearenv"]
-        for key, value in sandbox_env(self.policy.env).items():
+        env = sandbox_env(self.policy.env, write_bytecode=self.bytecode is not None)
+        for key, value in env.items():
             args += ["--setenv", key, value]
         return args
 
@@ -535,8 +567,12 @@ def command_cwd(workspace: Path, argv: Sequence[str], cwd: str) -> tuple[str, Ex
     return inner_cwd, missing
 
 
-def sandbox_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """The complete environment inside the sandbox: a fixed, secret-free set plus the policy's."""
+def sandbox_env(extra: Mapping[str, str], *, write_bytecode: bool = False) -> dict[str, str]:
+    """The complete environment inside the sandbox: a fixed, secret-free set plus the policy's.
+
+    ``write_bytecode``: imports write bytecode, for a sandbox that binds a task's cache under
+    the prefix and checks it before each command (bytecode.py); otherwise none is written.
+    """
     env = {
         # The repo's own environment, when setup made one, comes before nightcrew's toolchain.
         "PATH": (f"{WORKSPACE_MOUNT}/.venv/bin:{WORKSPACE_MOUNT}/node_modules/.bin:"
@@ -544,11 +580,11 @@ def sandbox_env(extra: Mapping[str, str]) -> dict[str, str]:
         "HOME": SANDBOX_HOME,
         "LANG": "C.UTF-8",
         "TMPDIR": "/tmp",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        # Bytecode lives in the command's private /tmp, never next to the sources: a cached
-        # .pyc is trusted by (mtime in seconds, size), so an edit of the same size within the
-        # second it was compiled would run the old code — the tests would judge stale code.
-        "PYTHONPYCACHEPREFIX": "/tmp/.pycache",
+        # Bytecode never goes next to the sources (it would show in the diff): under the prefix,
+        # on the command's private /tmp unless a task's cache is bound there. A cached .pyc is
+        # trusted by (mtime in seconds, size), so an edit of the same size within the second it
+        # was compiled would run the old code — hence the sweep before each command (bytecode.py).
+        "PYTHONPYCACHEPREFIX": PYCACHE_PREFIX,
         "PIP_NO_INDEX": "1",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "GIT_CONFIG_NOSYSTEM": "1",
@@ -557,6 +593,8 @@ def sandbox_env(extra: Mapping[str, str]) -> dict[str, str]:
         "GIT_CONFIG_KEY_0": "safe.directory",
         "GIT_CONFIG_VALUE_0": "*",
     }
+    if not write_bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra)
     return env
 
@@ -580,6 +618,14 @@ def _missing_parents(paths: Sequence[str]) -> list[str]:
     covered = [p for p in paths if p not in parents]
     return sorted(p for p in parents
                   if not any(p == c or p.startswith(c + "/") for c in covered))
+
+
+def _bind_parents(top: str, paths: Sequence[str]) -> list[str]:
+    """The directories between `top` and each of `paths` (exclusive), parents first."""
+    parents: set[str] = set()
+    for path in paths:
+        parents.update(str(p) for p in PurePosixPath(path).parents if str(p).startswith(top + "/"))
+    return sorted(parents)
 
 
 def _already_visible(path: str) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from runner.pipeline.repo_setup import SetupResult, cache_key, manifest_files, run_setup, setup_policy
 from runner.sandbox import Sandbox
 from runner.sandbox.bwrap import BwrapSandbox
+from runner.sandbox.bytecode import workspace_bytecode
 
 pytestmark = pytest.mark.e2e
 
@@ -186,3 +189,66 @@ def test_a_venv_made_by_setup_is_what_the_tests_run_with(tmp_path: Path) -> None
     assert result.ok, result
     which = BwrapSandbox(workspace).run(["sh", "-c", "command -v python"])
     assert which.stdout.strip() == "/workspace/.venv/bin/python"
+
+
+# Setup installs a package into the venv it made (as pip would, without the network).
+INSTALL = ("SP=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))') && "
+           "mkdir -p $SP/demo_pkg && echo 'VALUE = 1' > $SP/demo_pkg/__init__.py")
+IMPORT_DEMO = [".venv/bin/python", "-v", "-c", "import demo_pkg; print(demo_pkg.VALUE)"]
+
+
+def test_what_setup_installed_is_compiled_and_comes_back_with_the_cache(tmp_path: Path) -> None:
+    def task_box(path: Path) -> Sandbox:
+        return BwrapSandbox.for_task(path, setup_policy())
+
+    cache = tmp_path / "cache"
+    first_ws, second_ws = make_repo(tmp_path / "ws1"), make_repo(tmp_path / "ws2")
+    package = f".venv/lib/python3.{sys.version_info.minor}/site-packages/demo_pkg"
+    pyc = f"{package}/__init__.{sys.implementation.cache_tag}.pyc"
+
+    first = run_setup(first_ws, [VENV, INSTALL], task_box, cache)
+    second = run_setup(second_ws, [VENV, INSTALL], task_box, cache)
+    restored_run = BwrapSandbox.for_task(second_ws).run(IMPORT_DEMO)
+
+    assert first.ok and first.precompiled is not None and first.precompiled.ok, first
+    assert second.cached and second.precompiled is None
+    for workspace in (first_ws, second_ws):
+        # checked-hash: trusted by the source's content, whatever its mtime in this workspace
+        assert (workspace_bytecode(workspace) / pyc).read_bytes()[4:8] == b"\x03\x00\x00\x00"
+    assert restored_run.stdout == "1\n", restored_run
+    assert f"code object from '/tmp/.pycache/workspace/{pyc}'" in restored_run.stderr
+
+    source = second_ws / package / "__init__.py"  # the agent patches the installed package
+    stamp = source.stat().st_mtime
+    source.write_text("VALUE = 2\n")
+    os.utime(source, (stamp, stamp))
+    assert BwrapSandbox.for_task(second_ws).run(IMPORT_DEMO).stdout == "2\n"
+
+
+def test_setup_without_a_bytecode_cache_compiles_nothing(tmp_path: Path) -> None:
+    result = run_setup(make_repo(tmp_path / "ws"), [VENV, INSTALL], boxed, tmp_path / "cache")
+
+    assert result.ok and result.precompiled is None
+
+
+def test_setup_bytecode_is_never_copied_through_a_planted_link(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text(CANARY)
+    # A .pth file setup installed runs in every later Python of the task, the precompile's
+    # included: after the last sweep, it swaps the venv's bytecode dir for a link to the host.
+    link = "/tmp/.pycache/workspace/.venv"
+    pth = (f"import os, shutil; os.path.islink('{link}') or shutil.rmtree('{link}', True); "
+           f"os.path.lexists('{link}') or os.symlink('{outside}', '{link}')")
+    plant = (f"{VENV} && SP=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')"
+             f' && echo "{pth}" > $SP/plant.pth')
+    cache = tmp_path / "cache"
+
+    result = run_setup(make_repo(tmp_path / "ws"), [plant],
+                       lambda path: BwrapSandbox.for_task(path, setup_policy()), cache)
+
+    assert result.ok and result.paths == (".venv",) and result.precompiled is not None, result
+    stored = [p.name for p in cache.rglob("*")]
+    assert "plant.pth" in stored  # the setup output itself is cached as it was
+    assert "secret.txt" not in stored and CANARY not in "".join(
+        p.read_text(errors="replace") for p in cache.rglob("*") if p.is_file() and not p.is_symlink())
