@@ -144,6 +144,8 @@ def steer(
         if move.deferred:
             controls.request_stop(connection, task, kind, job.actor, grace_s=stop_grace_s)
             return f"{kind}:requested"
+        if where in lifecycle.STOPPED:
+            return _cancel_stopped(job, tracker, where)
         return _stop_queued(job, kind, tracker, scheduler, stop_grace_s)
     if move.deferred:
         return f"{job.kind}:noted"
@@ -223,6 +225,16 @@ def _stop_queued(job: IntakeJob, kind: controls.StopKind, tracker: IssueTracker,
         tracker.write(stopped_view(task, state, detail, body, tracker.key))
     tracker.set_state(state)
     return f"{kind}:dequeued"
+
+
+def _cancel_stopped(job: IntakeJob, tracker: IssueTracker, where: State) -> str:
+    """Cancel a task that is paused or waits for approval: nothing runs, so it ends at once;
+    its signed checkpoint stays (re-signed as cancelled) for a later ``retry``."""
+    detail = (f"Cancelled by @{job.actor} while {lifecycle.describe(where)}. "
+              "Say `/nightcrew retry` to go on.")
+    tracker.write(stopped_view(job.task, "cancelled", detail, tracker.status_body(), tracker.key))
+    tracker.set_state("cancelled")
+    return "cancel:cancelled"
 
 
 def _reply(host: GitHost, job: IntakeJob, body: str) -> int:

@@ -48,7 +48,7 @@ from github_app.queue.jobqueue import RQJobQueue, heartbeat_key, job_enqueued_at
 from github_app.queue.scheduler import TaskScheduler
 from github_app.settings import Settings
 from github_app.tasks import TaskKey
-from github_app.tracker import status
+from github_app.tracker import lifecycle, status
 from github_app.tracker.checkpoint import Checkpoint, read_block, render_block, utc_now
 from github_app.tracker.eventlog import Event, EventLog, new_run_id, open_runs, read_events, tail
 from github_app.tracker.issue import IssueTracker, empty_checkpoint
@@ -295,7 +295,10 @@ class Stopper:
         payload = self.scheduler.payload(task)
         installation = payload.installation_id if payload else record.get("installation")
         host = self.hosts(task, int(installation) if installation else None)
-        state: State = "cancelled" if claim.kind == "cancel" else "paused"
+        move = lifecycle.transition("running", "stopped_cancel" if claim.kind == "cancel"
+                                    else "stopped_pause")
+        assert isinstance(move, lifecycle.Move)  # the table moves every running task so
+        state = move.to
         tracker = IssueTracker(host, task, self.checkpoint_key,
                                comment_id=payload.status_comment if payload else None)
         checkpoint = resigned(task, tracker.status_body(), state, self.checkpoint_key)

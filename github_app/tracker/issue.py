@@ -63,9 +63,12 @@ class IssueTracker:
             view = replace(view, checkpoint_block=render_block(checkpoint, self.key))
         body = status.render(view)
         key = status.comment_key(self.task)
-        if self.comment_id is None:
+        # An issue that had a task before keeps its one status comment: found and edited (a
+        # create with the same write key would return the old comment without changing it).
+        if self.find() is None:
             self.comment_id = self.host.create_comment(self.task, body, key=key)
         else:
+            assert self.comment_id is not None
             self.host.update_comment(self.task, self.comment_id, body, key=key)
         return self.comment_id
 

@@ -99,6 +99,10 @@ def _table() -> dict[tuple[State | None, Event], Move]:
             table[(active, grant)] = Move(active, deferred=True)
     table[("queued", "cancel")] = Move("cancelled")
     table[("queued", "pause")] = Move("paused")
+    # A paused task, or one waiting for approval, is offered `cancel` too: it ends cancelled
+    # at once (nothing runs), its checkpoint kept for a later `retry`.
+    table[("paused", "cancel")] = Move("cancelled")
+    table[("needs_approval", "cancel")] = Move("cancelled")
     table[("queued", "dispatched")] = Move("running")
     table[("queued", "stopped_cancel")] = Move("cancelled")
     table[("queued", "stopped_pause")] = Move("paused")

@@ -251,3 +251,22 @@ def test_cancel_while_queued_keeps_the_signed_checkpoint_in_the_final_state(
     read = read_block(body, key, task=str(other))
     assert read.checkpoint is not None and read.checkpoint.state == "cancelled"
     assert scheduler.state(other) == {}
+
+
+@pytest.mark.parametrize("label", ["nightcrew:paused", "nightcrew:needs-approval"])
+def test_cancel_of_a_task_waiting_for_a_person_ends_it_at_once_keeping_its_checkpoint(
+    scheduler: TaskScheduler, label: str,
+) -> None:
+    host, queue, key = FakeHost("write"), FakeQueue(), checkpoint_key("s")
+    host.labels = {"nightcrew", label}
+    handle(args(), host, queue, scheduler, checkpoint_key=key)  # a status comment with a block
+    scheduler.finish(TASK)  # the run ended, paused or waiting: nothing in Redis, nothing live
+    queue.live.discard(TASK.job_id)
+    host.labels = {"nightcrew", label}
+    assert handle(args(kind="cancel", actor="bob"), host, queue, scheduler, checkpoint_key=key) \
+        == "cancel:cancelled"
+    assert host.labels == {"nightcrew", "nightcrew:cancelled"}
+    [body] = [b for b in host.comments.values() if MARKER in b]
+    assert "Cancelled by @bob" in body and "/nightcrew retry" in body
+    read = read_block(body, key, task=str(TASK))
+    assert read.checkpoint is not None and read.checkpoint.state == "cancelled"

@@ -67,8 +67,9 @@ EXPECTED: dict[State | None, dict[Command, Expected]] = {
                "approve": Move("queued", deferred=True), "status": Move("queued", deferred=True)},
     "running": _live("running"),
     "publishing": _live("publishing"),
-    "needs_approval": _stopped("needs_approval"),
-    "paused": _stopped("paused"),
+    # Waiting for a person, nothing runs: a cancel ends the task at once.
+    "needs_approval": {**_stopped("needs_approval"), "cancel": Move("cancelled")},
+    "paused": {**_stopped("paused"), "cancel": Move("cancelled")},
     "failed": _stopped("failed"),
     "cancelled": _stopped("cancelled"),
     "pr_opened": _ended("pr_opened"),
@@ -113,7 +114,7 @@ def test_a_command_on_an_issue_without_a_task_says_how_to_start_one(command: Com
 
 def test_a_refused_stop_names_the_command_asked_for() -> None:
     for command in ("cancel", "pause"):
-        for state in (None, "paused", "done"):
+        for state in (None, "failed", "done"):
             refusal = lifecycle.transition(state, command)
             assert isinstance(refusal, Refusal) and refusal.reason.endswith(f"to {command}.")
 
