@@ -66,7 +66,7 @@ class _Payload:
             value = getattr(self, f.name)
             expected = _TYPES.get(f.name)
             if expected is not None and not _is(value, expected):
-                raise PayloadError(f"{type(self).__name__}: {f.name} must be {expected}, "
+                raise PayloadError(f"{type(self).__name__}: {f.name} must be {_said(expected)}, "
                                    f"not {value!r}")
 
 
@@ -135,3 +135,8 @@ def _object(raw: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PayloadError("not a JSON object")
     return data
+
+
+def _said(expected: str) -> str:
+    """A field type as the error message says it (``int?`` is "int or null")."""
+    return expected[:-1] + " or null" if expected.endswith("?") else expected
