@@ -112,7 +112,13 @@ class RQJobQueue:
             old = Job.fetch(job_id, connection=self.connection)
         except NoSuchJobError:
             return
-        StartedJobRegistry(queue, connection=self.connection).remove_executions(old)
+        # By execution id, not RQ's ``remove_executions``: that reads every execution's hash, and
+        # one that is ending in another worker meanwhile (its hash gone or half written) raised
+        # KeyError, which ended the enqueueing worker (two workers died so under load).
+        ids = old.execution_registry.get_execution_ids()
+        if ids:
+            registry = StartedJobRegistry(queue, connection=self.connection)
+            self.connection.zrem(registry.key, *(f"{job_id}:{execution}" for execution in ids))
 
     def _beating(self, job: Job) -> bool:
         """A heartbeat job is alive while its key is fresh (or it started moments ago)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 from rq import Queue, SimpleWorker
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
@@ -81,3 +82,26 @@ def test_a_job_without_heartbeats_keeps_rqs_own_liveness(connection: redis.Redis
     job = Job.fetch(key.job_id, connection=connection)
     job.set_status(JobStatus.STARTED)
     assert queue.is_live(key.job_id)
+
+
+def test_a_run_whose_execution_ends_as_it_is_enqueued_again_is_enqueued(
+    connection: redis.Redis,
+) -> None:
+    """An execution another worker is just ending can have its hash gone or half written (a late
+    heartbeat recreates it without ``created_at``); taking the old run out of the started registry
+    must not read it (RQ's ``remove_executions`` raised KeyError, and the worker died)."""
+    queue = RQJobQueue(connection)
+    key = TaskKey("octo", "hello", 9)
+    assert queue.enqueue(JOB, {"n": 1}, queue=TASK_QUEUE, job_id=key.job_id)
+    SimpleWorker([Queue(TASK_QUEUE, connection=connection)], connection=connection).work(burst=True)
+    job = Job.fetch(key.job_id, connection=connection)
+    ending = Execution(id="ending", job_id=key.job_id, connection=connection)
+    connection.zadd(job.execution_registry.key, {ending.id: time.time() + 60})
+    connection.hset(ending.key, "last_heartbeat", time.time())  # no created_at
+    registry = StartedJobRegistry(TASK_QUEUE, connection=connection)
+    connection.zadd(registry.key, {ending.composite_key: time.time() + 60})
+
+    assert queue.enqueue(JOB, {"n": 2}, queue=TASK_QUEUE, job_id=key.job_id)
+    assert ending.composite_key.encode() not in connection.zrange(registry.key, 0, -1)
+    SimpleWorker([Queue(TASK_QUEUE, connection=connection)], connection=connection).work(burst=True)
+    assert connection.lrange("test:runs", 0, -1) == [b"1", b"2"]
