@@ -30,10 +30,13 @@ test_result     phase ("before" | "after"), summary (e.g. "12 passed, 1 failed")
                 passed + failed counts
 spend           tokens, cost_usd: the run's totals so far (not deltas: a lost or cut event
                 then cannot skew the sum); budget_usd
-state           state (a ``status.State``), detail
+state           state (a ``lifecycle.State``), detail
 progress        only the keys any kind may carry (below): what changed besides the above
 error           message, fatal (bool; a fatal error means the state is "failed")
-run_finished    state (the final ``status.State``), detail
+run_finished    state (the final ``lifecycle.State``), detail; ``interrupted`` when the run did not
+                end by itself and the fleet closed its log (``github_app.queue.stopper``):
+                "lost" (its worker died: the task waits to run again, or ended stopped),
+                "killed" (stopped from outside after a cancel's or pause's grace)
 ==============  ===========================================================================
 
 Any kind may also carry detail, note, plan (list of text or {"text", "done"}), plan_item,
@@ -50,7 +53,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -59,12 +62,13 @@ import redis
 
 from github_app import logs
 from github_app.tasks import TaskKey
-from github_app.tracker import status
+from github_app.tracker.lifecycle import STATES, State
+from github_app.tracker.record import PlanStep, RunRecord
 
 Kind = Literal["run_started", "step_started", "step_finished", "tool_call", "test_result", "spend",
                "state", "progress", "error", "run_finished"]
 KINDS: frozenset[str] = frozenset(get_args(Kind))
-_STATES: frozenset[str] = frozenset(get_args(status.State))
+_STATES: frozenset[str] = frozenset(STATES)
 
 DATA_LIMIT_BYTES = 8192  # an event's data, as compact UTF-8 JSON; more is cut, never refused
 STREAM_MAXLEN = 10_000  # approximate: Redis trims whole macro nodes, which is much cheaper
@@ -147,7 +151,7 @@ class EventLog:
 
     def __init__(self, data_dir: Path, task: str | TaskKey, run: str, *,
                  redis: redis.Redis | None, clock: Clock = lambda: datetime.now(UTC),
-                 fsync: bool = False) -> None:
+                 fsync: bool = False, after_seq: int = 0) -> None:
         if not run or len(run) > MAX_RUN_ID_CHARS or not run.isprintable():
             raise ValueError(f"a run id must be 1..{MAX_RUN_ID_CHARS} printable characters: {run!r}")
         self.task = str(_task_key(task))
@@ -163,7 +167,9 @@ class EventLog:
         self.listeners: list[Callable[[Event], None]] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _end_torn_line(self.path)
-        self._seq = _last_seq(self.path, run)  # a reopened run continues its numbering
+        # A reopened run continues its numbering; ``after_seq``: past what another machine's
+        # file holds of it (seen on the stream), so a fold never takes a new event for a duplicate.
+        self._seq = max(_last_seq(self.path, run), after_seq)
 
     def emit(self, kind: Kind, **data: Any) -> Event:
         """Record one event and return it.
@@ -382,30 +388,8 @@ def _text(value: str | bytes) -> str:
 # --- folding events into what the status comment shows ----------------------------------------
 
 
-@dataclass(frozen=True)
-class Progress:
-    """What the status comment shows about the latest run, folded from its events."""
-
-    run: str | None = None
-    state: status.State | None = None
-    step: int = 0
-    max_steps: int = 0
-    action: str = ""  # the latest tool call or step action
-    plan_item: str = ""
-    detail: str = ""
-    note: str = ""
-    tokens: int = 0
-    cost_usd: float = 0.0
-    budget_usd: float | None = None
-    elapsed_s: float = 0.0
-    tests_before: str | None = None
-    tests_after: str | None = None
-    commits: tuple[str, ...] = ()
-    pr_url: str | None = None
-    plan: tuple[status.PlanStep, ...] = ()
-    error: str | None = None
-    finished: bool = False
-    last_seq: int = 0
+# What the status comment shows about the latest run: the one run record.
+Progress = RunRecord
 
 
 def latest_run(events: Iterable[Event]) -> str | None:
@@ -419,6 +403,23 @@ def latest_run(events: Iterable[Event]) -> str | None:
         if event.kind == "run_started":
             started = event.run
     return started if started is not None else last
+
+
+def open_runs(events: Iterable[Event]) -> dict[str, int]:
+    """Runs that started and were never closed, in the order they started, each with the highest
+    seq seen: a run whose worker died, which nothing but the fleet will ever close."""
+    last_seq: dict[str, int] = {}
+    started: list[str] = []
+    closed: set[str] = set()
+    for event in events:
+        last_seq[event.run] = max(last_seq.get(event.run, 0), event.seq)
+        if event.kind == "run_started":
+            closed.discard(event.run)  # a reopened run is open again
+            if event.run not in started:
+                started.append(event.run)
+        elif event.kind == "run_finished":
+            closed.add(event.run)
+    return {run: last_seq[run] for run in started if run not in closed}
 
 
 def fold(events: Sequence[Event]) -> Progress:
@@ -438,55 +439,16 @@ def fold(events: Sequence[Event]) -> Progress:
     return acc.freeze()
 
 
-def to_status_changes(progress: Progress) -> dict[str, Any]:
-    """``StatusView`` fields as keywords (for ``replace(view, **changes)`` / the reporter).
-
-    The "Now:" line shows the plan item and the action together; a failed run without a detail
-    shows its last error.
-    """
-    now = " · ".join(part for part in (progress.plan_item, progress.action) if part)
-    detail = progress.detail
-    if not detail and progress.state == "failed" and progress.error:
-        detail = progress.error
-    changes: dict[str, Any] = {
-        "detail": detail, "note": progress.note, "plan": progress.plan, "step": progress.step,
-        "max_steps": progress.max_steps, "tokens": progress.tokens, "cost_usd": progress.cost_usd,
-        "budget_usd": progress.budget_usd, "tests_before": progress.tests_before,
-        "tests_after": progress.tests_after, "pr_url": progress.pr_url,
-        "commits": progress.commits, "plan_item": now,
-    }
-    if progress.state is not None:
-        changes["state"] = progress.state
-    return changes
-
-
-@dataclass
 class RunFold:
-    """The mutable accumulator behind ``fold`` (and a live status comment): ``apply`` one event
-    at a time, ``freeze`` for the ``Progress`` so far. One method per kind keeps each rule readable."""
+    """The accumulator behind ``fold`` (and a live status comment): ``apply`` one event at a
+    time, ``freeze`` for the ``RunRecord`` so far. One method per kind keeps each rule readable;
+    what is folded is the record itself, plus the times elapsed is counted from."""
 
-    run: str
-    state: status.State | None = None
-    step: int = 0
-    max_steps: int = 0
-    action: str = ""
-    plan_item: str = ""
-    detail: str = ""
-    note: str = ""
-    tokens: int = 0
-    cost_usd: float = 0.0
-    budget_usd: float | None = None
-    elapsed_before: float = 0.0
-    started_at: datetime | None = None
-    last_at: datetime | None = None
-    tests_before: str | None = None
-    tests_after: str | None = None
-    commits: list[str] = field(default_factory=list)
-    pr_url: str | None = None
-    plan: list[status.PlanStep] = field(default_factory=list)
-    error: str | None = None
-    finished: bool = False
-    last_seq: int = 0
+    def __init__(self, run: str) -> None:
+        self.record = RunRecord(run=run)
+        self.elapsed_before = 0.0
+        self.started_at: datetime | None = None
+        self.last_at: datetime | None = None
 
     def apply(self, event: Event) -> None:
         """Fold one event: its kind's rule, then the keys any kind may carry."""
@@ -495,42 +457,40 @@ class RunFold:
             if self.started_at is None or event.kind == "run_started":
                 self.started_at = moment
             self.last_at = moment
-        self.last_seq = event.seq
+        self._set(last_seq=event.seq, task=event.task)
         getattr(self, f"_on_{event.kind}")(event.data)
         self._common(event.data)
 
+    def _set(self, **changes: Any) -> None:
+        self.record = replace(self.record, **changes)
+
     def _on_run_started(self, d: dict[str, Any]) -> None:
-        self.state = "running"
-        self.finished = False
-        self.step = _int(d.get("step"), self.step)
-        self.tokens = _int(d.get("tokens"), self.tokens)
-        self.cost_usd = _float(d.get("cost_usd"), self.cost_usd)
+        r = self.record
         self.elapsed_before = _float(d.get("elapsed_s"), 0.0)
-        self.tests_before = _str(d.get("tests_before"), self.tests_before)
+        self._set(state="running", finished=False, interrupted=None, step=_int(d.get("step"), r.step),
+                  tokens=_int(d.get("tokens"), r.tokens), cost_usd=_float(d.get("cost_usd"), r.cost_usd),
+                  tests_before=_str(d.get("tests_before"), r.tests_before))
 
     def _on_step_started(self, d: dict[str, Any]) -> None:
-        self.step = _int(d.get("step"), self.step + 1)
-        self.action = _str(d.get("action"), "") or ""
+        self._set(step=_int(d.get("step"), self.record.step + 1),
+                  action=_str(d.get("action"), "") or "")
 
     def _on_step_finished(self, d: dict[str, Any]) -> None:
-        self.step = _int(d.get("step"), self.step)
+        self._set(step=_int(d.get("step"), self.record.step))
 
     def _on_tool_call(self, d: dict[str, Any]) -> None:
         name, summary = _str(d.get("name"), "") or "", _str(d.get("summary"), "") or ""
-        self.action = f"{name} {summary}".strip()
+        self._set(action=f"{name} {summary}".strip())
 
     def _on_test_result(self, d: dict[str, Any]) -> None:
         text = _str(d.get("summary"), None)
         if text is None and "passed" in d and "failed" in d:
             text = f"{_int(d.get('passed'), 0)} passed, {_int(d.get('failed'), 0)} failed"
-        if d.get("phase") == "before":
-            self.tests_before = text
-        else:
-            self.tests_after = text
+        self._set(**{"tests_before" if d.get("phase") == "before" else "tests_after": text})
 
     def _on_spend(self, d: dict[str, Any]) -> None:
-        self.tokens = _int(d.get("tokens"), self.tokens)
-        self.cost_usd = _float(d.get("cost_usd"), self.cost_usd)
+        r = self.record
+        self._set(tokens=_int(d.get("tokens"), r.tokens), cost_usd=_float(d.get("cost_usd"), r.cost_usd))
 
     def _on_state(self, d: dict[str, Any]) -> None:
         self._set_state(d.get("state"))
@@ -539,58 +499,56 @@ class RunFold:
         return None  # the common keys only
 
     def _on_error(self, d: dict[str, Any]) -> None:
-        self.error = _str(d.get("message"), None) or "error"
+        self._set(error=_str(d.get("message"), None) or "error")
         if d.get("fatal") is True:
-            self.state = "failed"
+            self._set(state="failed")
 
     def _on_run_finished(self, d: dict[str, Any]) -> None:
-        self.finished = True
-        self.action = ""
+        # The state is what the task is now (queued again, cancelled…); ``interrupted`` says the
+        # run itself did not end by itself but was closed by the fleet.
+        self._set(finished=True, action="", interrupted=_str(d.get("interrupted"), None))
         self._set_state(d.get("state"))
 
     def _set_state(self, value: Any) -> None:
         """Take a known state; an unknown one (a newer writer) leaves the state as it was."""
         if isinstance(value, str) and value in _STATES:
-            self.state = cast(status.State, value)
+            self._set(state=cast(State, value))
 
     def _common(self, d: dict[str, Any]) -> None:
         """Keys any event may carry, so an emitter need not pick a kind just to set one."""
-        for name in ("detail", "note", "plan_item"):
-            if isinstance(d.get(name), str):
-                setattr(self, name, d[name])
-        self.max_steps = _int(d.get("max_steps"), self.max_steps)
+        r = self.record
+        changes: dict[str, Any] = {name: d[name] for name in ("detail", "note", "plan_item")
+                                   if isinstance(d.get(name), str)}
+        changes["max_steps"] = _int(d.get("max_steps"), r.max_steps)
         if "budget_usd" in d:  # None is a real value: "no dollar budget"
             budget = d["budget_usd"]
-            self.budget_usd = None if budget is None else _float(budget, self.budget_usd or 0.0)
-        self.pr_url = _str(d.get("pr_url"), self.pr_url)
+            changes["budget_usd"] = None if budget is None else _float(budget, r.budget_usd or 0.0)
+        changes["pr_url"] = _str(d.get("pr_url"), r.pr_url)
+        commits = list(r.commits)
         if isinstance(d.get("commits"), list):
-            self.commits = [c for c in d["commits"] if isinstance(c, str)]
+            commits = [c for c in d["commits"] if isinstance(c, str)]
         commit = d.get("commit")
-        if isinstance(commit, str) and commit not in self.commits:
-            self.commits.append(commit)
+        if isinstance(commit, str) and commit not in commits:
+            commits.append(commit)
+        changes["commits"] = tuple(commits)
         if isinstance(d.get("plan"), list):
-            self.plan = [s for s in (_plan_step(item) for item in d["plan"]) if s is not None]
+            changes["plan"] = tuple(s for s in (_plan_step(item) for item in d["plan"]) if s is not None)
+        self._set(**changes)
 
-    def freeze(self) -> Progress:
-        """The immutable result; elapsed counts from run_started (plus any resumed time)."""
+    def freeze(self) -> RunRecord:
+        """The record so far; elapsed counts from run_started (plus any resumed time)."""
         elapsed = self.elapsed_before
         if self.started_at is not None and self.last_at is not None:
             elapsed += max(0.0, (self.last_at - self.started_at).total_seconds())
-        return Progress(
-            run=self.run, state=self.state, step=self.step, max_steps=self.max_steps,
-            action=self.action, plan_item=self.plan_item, detail=self.detail, note=self.note,
-            tokens=self.tokens, cost_usd=self.cost_usd, budget_usd=self.budget_usd,
-            elapsed_s=elapsed, tests_before=self.tests_before, tests_after=self.tests_after,
-            commits=tuple(self.commits), pr_url=self.pr_url, plan=tuple(self.plan),
-            error=self.error, finished=self.finished, last_seq=self.last_seq)
+        return replace(self.record, elapsed_s=elapsed)
 
 
-def _plan_step(item: Any) -> status.PlanStep | None:
+def _plan_step(item: Any) -> PlanStep | None:
     """A plan entry written as text or as {"text", "done"}; anything else is dropped."""
     if isinstance(item, str):
-        return status.PlanStep(item)
+        return PlanStep(item)
     if isinstance(item, dict) and isinstance(item.get("text"), str):
-        return status.PlanStep(item["text"], item.get("done") is True)
+        return PlanStep(item["text"], item.get("done") is True)
     return None
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from github_app.tracker import lifecycle
 from github_app.tracker.checkpoint import BLOCK_PREFIX
+from github_app.tracker.record import PlanStep, RunRecord
+
+__all__ = ["PlanStep", "RunRecord", "StatusView", "render"]
 
 MARKER = "<!-- nightcrew:status -->"
 # The states and their labels belong to the lifecycle; re-exported for the renderers' readers.
@@ -45,59 +47,34 @@ COMMANDS_BY_STATE: dict[State, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class PlanStep:
-    text: str
-    done: bool = False
-
-
-@dataclass(frozen=True)
-class StatusView:
-    """Everything the status comment shows, as plain values."""
-
-    state: State
-    task: str
-    detail: str = ""
-    plan: tuple[PlanStep, ...] = ()
-    step: int = 0
-    max_steps: int = 0
-    tokens: int = 0
-    cost_usd: float = 0.0
-    budget_usd: float | None = None
-    tests_before: str | None = None
-    tests_after: str | None = None
-    pr_url: str | None = None
-    commits: tuple[str, ...] = field(default_factory=tuple)
-    queue_position: int | None = None
-    plan_item: str = ""  # what the agent is on now
-    elapsed_s: float | None = None  # wall time of the task so far (resumed runs included)
-    note: str = ""  # e.g. the budget warning, or that hidden text was removed from the issue
-    checkpoint_block: str = ""  # checkpoint.render_block(...): hidden, last line of the comment
+# The status comment renders the run's one record (``record.RunRecord``).
+StatusView = RunRecord
 
 
 def render(view: StatusView) -> str:
     """The markdown body of the status comment."""
-    lines = [MARKER, f"### nightcrew · {_HEADLINES[view.state]}", ""]
-    if view.state == "queued" and view.queue_position is not None:
+    state = view.shown_state
+    lines = [MARKER, f"### nightcrew · {_HEADLINES[state]}", ""]
+    if state == "queued" and view.queue_position is not None:
         lines.append(f"Queued · position {view.queue_position}.")
-    if view.detail:
-        lines.append(view.detail)
+    if view.shown_detail:
+        lines.append(view.shown_detail)
     if view.note:
         lines.append(f"> {view.note}")
     if view.plan:
         lines += ["", "**Plan**"]
         lines += [f"- [{'x' if s.done else ' '}] {s.text}" for s in view.plan]
-    if view.state != "queued":
+    if state != "queued":
         lines += ["", _progress_line(view)]
-    if view.plan_item and view.state in ("running", "publishing"):
-        lines.append(f"Now: {view.plan_item}")
+    if view.now and state in ("running", "publishing"):
+        lines.append(f"Now: {view.now}")
     if view.tests_before or view.tests_after:
         lines.append(f"Tests: before {view.tests_before or '—'} · after {view.tests_after or '—'}")
     if view.commits:
         lines.append("Commits: " + ", ".join(f"`{sha[:7]}`" for sha in view.commits))
     if view.pr_url:
         lines.append(f"Pull request: {view.pr_url}")
-    commands = COMMANDS_BY_STATE.get(view.state, ())
+    commands = COMMANDS_BY_STATE.get(state, ())
     if commands:
         lines += ["", "<sub>Commands: " + " · ".join(f"`/nightcrew {c}`" for c in commands) + "</sub>"]
     if view.checkpoint_block:

@@ -12,7 +12,6 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,9 +19,10 @@ from typing import Any, TextIO
 from github_app.errors import TaskFailed
 from github_app.github import Issue
 from github_app.repo_config import RepoConfigError, load_local_config
+from github_app.tracker.record import RunUpdate
 from runner.agent.failure_log import FailureLog
 from runner.pipeline.repo_setup import run_setup, setup_policy
-from runner.pipeline.run import ModelFactory, TaskConfig, TaskOutcome, push_checked, run_agent
+from runner.pipeline.run import ModelFactory, Progress, TaskConfig, TaskOutcome, push_checked, run_agent
 from runner.sandbox import SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
 from runner.testrun import TestReport, detect_test_command, run_tests
@@ -152,20 +152,20 @@ def as_json(report: dict[str, Any]) -> str:
     return json.dumps(report, sort_keys=True)
 
 
-def _printer(out: TextIO) -> Callable[..., None]:
-    """Live progress on the terminal: one line per step."""
-    def progress(**changes: Any) -> None:
-        if "step" not in changes:
-            for name in ("detail", "note"):  # e.g. "Waiting for the model API (overloaded), …"
-                if changes.get(name):
-                    _say(out, f"{'note: ' if name == 'note' else ''}{changes[name]}")
+def _printer(out: TextIO) -> Progress:
+    """Live progress on the terminal: one line per step (and what happens between steps)."""
+    def progress(change: RunUpdate | None = None, *, force: bool = False) -> None:
+        change = change or RunUpdate()
+        if change.step is None:
+            for text in (change.detail, f"note: {change.note}" if change.note else None):
+                if text:  # e.g. "Waiting for the model API (overloaded), …"
+                    _say(out, text)
             return
-        line = (f"step {changes['step']}/{changes.get('max_steps', '?')} · "
-                f"{changes.get('tokens', 0):,} tokens · ${changes.get('cost_usd', 0.0):.4f} · "
-                f"{changes.get('plan_item', '')} · {changes.get('detail', '')}")
+        line = (f"step {change.step}/{change.max_steps or '?'} · {change.tokens or 0:,} tokens · "
+                f"${change.cost_usd or 0.0:.4f} · {change.plan_item or ''} · {change.detail or ''}")
         _say(out, line)
-        if changes.get("note"):
-            _say(out, f"note: {changes['note']}")
+        if change.note:
+            _say(out, f"note: {change.note}")
     return progress
 
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from github_app.github import GitHost
 from github_app.tasks import TaskKey
-from github_app.tracker import lifecycle, status
+from github_app.tracker import lifecycle
 from github_app.tracker.checkpoint import MAX_SUMMARY_CHARS, Checkpoint, utc_now
-from github_app.tracker.eventlog import EventLog, Kind, Progress, RunFold, to_status_changes
+from github_app.tracker.eventlog import EventLog, Kind, RunFold
 from github_app.tracker.issue import IssueTracker
 from github_app.tracker.lifecycle import State
+from github_app.tracker.record import PlanStep, RunRecord, RunUpdate
 from github_app.tracker.status import StatusView
 
 STATUS_MIN_INTERVAL_S = 3.0  # GitHub's secondary rate limits dislike rapid edits
@@ -59,18 +60,19 @@ class StatusReporter:
                          commits=list(view.commits), plan=_plan_json(view.plan), note=view.note)
         self.view = self._folded()
 
-    def update(self, *, force: bool = False, **changes: Any) -> None:
-        """Record the changes as events; write the folded view when forced, on a state or plan
+    def update(self, change: RunUpdate | None = None, *, force: bool = False) -> None:
+        """Record the change as events; write the folded view when forced, on a state or plan
         change, or after the interval."""
-        if "budget_snapshot" in changes:
-            self.budget = changes.pop("budget_snapshot")
-        if "approved_kinds" in changes:
-            self.approved = set(changes.pop("approved_kinds"))
+        change = change or RunUpdate()
+        if change.budget_snapshot is not None:
+            self.budget = dict(change.budget_snapshot)
+        if change.approved_kinds is not None:
+            self.approved = set(change.approved_kinds)
         previous = self.view
         if self._fold is None:  # not started: nothing to fold yet (e.g. a failure before start)
-            self.view = replace(self.view, **changes)
+            self.view = replace(self.view, **_shown(change))
         else:
-            for kind, data in _events(previous, changes):
+            for kind, data in _events(previous, change):
                 self.events.emit(kind, **data)
             self.view = self._folded()
         due = time.monotonic() - self._last_write >= STATUS_MIN_INTERVAL_S
@@ -87,7 +89,7 @@ class StatusReporter:
         """The checkpoint of what the issue shows: state, step, plan, commits, budget."""
         view = self.view
         return Checkpoint(
-            task=str(self.task), state=view.state, step=view.step,
+            task=str(self.task), state=view.shown_state, step=view.step,
             branch=self.task.branch, summary=self.summary[:MAX_SUMMARY_CHARS],
             head_sha=view.commits[-1] if view.commits else None, base_sha=self.base_sha,
             plan=tuple((s.text, s.done) for s in view.plan), budget=self.budget,
@@ -95,16 +97,14 @@ class StatusReporter:
             pr_number=self.pr_number, writes=(), updated_at=utc_now(),
         )
 
-    def advance(self, event: lifecycle.Happening, *, detail: str | None = None, **changes: Any) -> State:
+    def advance(self, event: lifecycle.Happening, change: RunUpdate | None = None) -> State:
         """Move the task along the lifecycle (``lifecycle.transition``): the label, then the
         comment, written at once. A move the table does not allow is a bug and raises."""
-        move = lifecycle.transition(self.view.state, event)
+        move = lifecycle.transition(self.view.shown_state, event)
         if isinstance(move, lifecycle.Refusal):
             raise LifecycleError(f"{self.task}: {event} in state {self.view.state}: {move.reason}")
         self.set_state_label(move.to)
-        if detail is not None:
-            changes["detail"] = detail
-        self.update(force=True, state=move.to, **changes)
+        self.update(replace(change or RunUpdate(), state=move.to), force=True)
         return move.to
 
     def set_state_label(self, state: State) -> None:
@@ -116,35 +116,39 @@ class LifecycleError(RuntimeError):
     """The pipeline asked for a move the lifecycle table does not allow (a bug)."""
 
 
-def status_view(progress: Progress, task: str) -> StatusView:
+def status_view(record: RunRecord, task: str) -> StatusView:
     """What the status comment shows for a run folded from its events (``eventlog.fold``)."""
-    changes = to_status_changes(progress)
-    changes.pop("state", None)
-    return StatusView(progress.state or "running", task, elapsed_s=progress.elapsed_s, **changes)
+    return replace(record, task=task, state=record.shown_state)
 
 
-# What ``update`` keywords become in the log: the kinds that have rules, the rest as common keys.
+# What an update's fields become in the log: the kinds that have rules, the rest as common keys.
 _COMMON = ("detail", "note", "plan_item", "max_steps", "budget_usd", "pr_url")
+_NOT_SHOWN = ("budget_snapshot", "approved_kinds")
 
 
-def _events(view: StatusView, changes: dict[str, Any]) -> list[tuple[Kind, dict[str, Any]]]:
-    """The events that take ``view`` to ``view`` + ``changes`` (``StatusView`` fields)."""
+def _shown(change: RunUpdate) -> dict[str, Any]:
+    """The change's fields the status comment shows, by name (for a view not yet folded)."""
+    return {k: v for k, v in change.changes().items() if k not in _NOT_SHOWN}
+
+
+def _events(view: StatusView, change: RunUpdate) -> list[tuple[Kind, dict[str, Any]]]:
+    """The events that take ``view`` to ``view`` + ``change``."""
+    changes = _shown(change)
     common: dict[str, Any] = {k: changes[k] for k in _COMMON if k in changes}
-    if "commits" in changes:
-        common["commits"] = list(changes["commits"])
-    if "plan" in changes:
-        common["plan"] = _plan_json(changes["plan"])
+    if change.commits is not None:
+        common["commits"] = list(change.commits)
+    if change.plan is not None:
+        common["plan"] = _plan_json(change.plan)
     out: list[tuple[Kind, dict[str, Any]]] = []
-    state = changes.get("state")
-    if state is not None and state != view.state:
-        out.append(("state" if state in lifecycle.ACTIVE else "run_finished", {"state": state}))
-    if "step" in changes and changes["step"] != view.step:
-        out.append(("step_finished", {"step": changes["step"]}))
-    if "tokens" in changes or "cost_usd" in changes:
-        out.append(("spend", {"tokens": changes.get("tokens", view.tokens),
-                              "cost_usd": changes.get("cost_usd", view.cost_usd)}))
-    for phase in ("before", "after"):
-        summary = changes.get(f"tests_{phase}")
+    if change.state is not None and change.state != view.state:
+        out.append(("state" if change.state in lifecycle.ACTIVE else "run_finished",
+                    {"state": change.state}))
+    if change.step is not None and change.step != view.step:
+        out.append(("step_finished", {"step": change.step}))
+    if change.tokens is not None or change.cost_usd is not None:
+        out.append(("spend", {"tokens": view.tokens if change.tokens is None else change.tokens,
+                              "cost_usd": view.cost_usd if change.cost_usd is None else change.cost_usd}))
+    for phase, summary in (("before", change.tests_before), ("after", change.tests_after)):
         if summary and summary != getattr(view, f"tests_{phase}"):
             out.append(("test_result", {"phase": phase, "summary": summary}))
     if not out:
@@ -153,5 +157,5 @@ def _events(view: StatusView, changes: dict[str, Any]) -> list[tuple[Kind, dict[
     return out
 
 
-def _plan_json(plan: tuple[status.PlanStep, ...]) -> list[dict[str, Any]]:
+def _plan_json(plan: tuple[PlanStep, ...]) -> list[dict[str, Any]]:
     return [{"text": step.text, "done": step.done} for step in plan]

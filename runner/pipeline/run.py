@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from unidiff.errors import UnidiffParseError
 
@@ -20,10 +20,11 @@ from github_app.errors import NeedsHuman, Retryable, TaskFailed
 from github_app.github import GitHost, Issue
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
 from github_app.tasks import TaskKey
-from github_app.tracker import lifecycle, status
+from github_app.tracker import lifecycle
 from github_app.tracker.checkpoint import Checkpoint, read_block
 from github_app.tracker.eventlog import EventLog, new_run_id
 from github_app.tracker.lifecycle import State
+from github_app.tracker.record import PlanStep, RunUpdate
 from runner.agent.failure_log import FailureLog, FailureRecord
 from runner.agent.loop import Agent, AgentResult, LoopLimits, Plan, Roles, StepEvent
 from runner.agent.tools import Toolbox
@@ -111,9 +112,9 @@ class NoControls:
 
 
 class Progress(Protocol):
-    """Where a run's progress goes: ``StatusView`` fields as keywords."""
+    """Where a run's progress goes: the status comment in the worker, the terminal locally."""
 
-    def __call__(self, **changes: Any) -> None: ...
+    def __call__(self, change: RunUpdate | None = None, *, force: bool = False) -> None: ...
 
 
 def run(
@@ -137,8 +138,8 @@ def run(
     reporter.set_state_label("running")
     reporter.start(resumed=checkpoint is not None,
                    head_sha=checkpoint.head_sha if checkpoint else None)
-    reporter.update(force=True, state="running", detail="Resuming from the last checkpoint…"
-                    if checkpoint else "Checking out the repository…")
+    reporter.update(RunUpdate(state="running", detail="Resuming from the last checkpoint…"
+                              if checkpoint else "Checking out the repository…"), force=True)
     try:
         _run(task, host, models, sandbox_for, config, reporter, outcome, controls, checkpoint,
              fresh=fresh)
@@ -191,7 +192,7 @@ def _run(
                              "only when tests pass.")
         before = run_tests(sandbox, command, timeout=config.test_timeout_s)
         outcome.tests_before = before
-        reporter.update(force=True, detail="Planning the fix…", tests_before=_counts(before))
+        reporter.update(RunUpdate(detail="Planning the fix…", tests_before=_counts(before)), force=True)
         if publishing:
             assert checkpoint is not None
             # The agent had finished before the crash: publish its work, do not redo it.
@@ -222,7 +223,7 @@ def _run(
             raise TaskFailed(f"The agent stopped: {result.stop_reason}.")
         after = run_tests(sandbox, command, timeout=config.test_timeout_s)
         outcome.tests_after = after
-        reporter.update(tests_after=_counts(after))
+        reporter.update(RunUpdate(tests_after=_counts(after)))
         if result.outcome == "paused_budget":
             _pause_for_budget(task, workspace, host.token, issue, result, reporter, outcome, saver)
             return
@@ -243,7 +244,7 @@ def _pause_for_budget(
             outcome.commits.append(sha)
             push_checked(workspace, token, delete=saver.superseded())
             saver.remote_wip = False
-            reporter.update(commits=tuple(outcome.commits))
+            reporter.update(RunUpdate(commits=tuple(outcome.commits)))
             kept = f" The work so far passes the tests and is on branch `{task.branch}`."
     _finish(reporter, outcome, "paused",
             f"Paused: the budget is used up ({result.stop_reason}).{kept} Raise it with "
@@ -370,7 +371,7 @@ class WorkSaver:
         self.remote_wip = False
         self.saved_tree = self.workspace.tree() if self.wip else None
         self.outcome.commits.append(sha)
-        self.reporter.update(force=True, commits=tuple(self.outcome.commits))
+        self.reporter.update(RunUpdate(commits=tuple(self.outcome.commits)), force=True)
 
     def step(self) -> None:
         """A step that may have changed the work tree: push it as the WIP if it did."""
@@ -424,7 +425,7 @@ def _restore(reporter: StatusReporter, outcome: TaskOutcome, checkpoint: Checkpo
     commits = (checkpoint.head_sha,) if checkpoint.head_sha else ()
     outcome.commits = list(commits)
     reporter.view = replace(reporter.view, step=checkpoint.step, commits=commits,
-                            plan=tuple(status.PlanStep(t, d) for t, d in checkpoint.plan))
+                            plan=tuple(PlanStep(t, d) for t, d in checkpoint.plan))
 
 
 def _failure_record(task: TaskKey, result: AgentResult) -> FailureRecord:
@@ -448,7 +449,8 @@ def _setup(
     """Run the repo's setup commands with the network on (no credentials), or reuse the cache."""
     if not repo_config.setup:
         return
-    reporter.update(force=True, detail="Setting up the repository (network on, no credentials)…")
+    reporter.update(RunUpdate(detail="Setting up the repository (network on, no credentials)…"),
+                    force=True)
     result = run_setup(
         workspace.path, list(repo_config.setup), lambda path: sandbox_for(path, network=True),
         config.data_dir / "setup-cache" / task.owner / task.repo,
@@ -488,7 +490,7 @@ def run_agent(
     if granted > 0:
         budget.raise_limit(usd=granted)
     approved = controls.approved() | set(resume_from.approved if resume_from else ())
-    progress(approved_kinds=sorted(approved))  # kept in the checkpoint: survives a lost Redis
+    progress(RunUpdate(approved_kinds=tuple(sorted(approved))))  # in the checkpoint: survives a lost Redis
     limits = LoopLimits(max_iterations=min(policy.max_iterations, repo_config.budget.steps),
                         log_truncation_limit=policy.log_truncation_limit,
                         repeat_failure_limit=policy.repeat_failure_limit,
@@ -498,21 +500,21 @@ def run_agent(
         outcome.steps, outcome.tokens, outcome.cost_usd = (
             event.step, event.usage.total_tokens, event.cost_usd
         )
-        progress(step=event.step, max_steps=event.max_steps, tokens=outcome.tokens,
-                 cost_usd=event.cost_usd, detail=f"Last action: `{event.action}`",
-                 plan_item=event.plan_item, plan=_plan_view(agent.result.plan),
-                 budget_snapshot=budget.snapshot(), force=controls.render_requested(),
-                 **({"note": event.note} if event.note else {}))
+        progress(RunUpdate(step=event.step, max_steps=event.max_steps, tokens=outcome.tokens,
+                           cost_usd=event.cost_usd, detail=f"Last action: `{event.action}`",
+                           plan_item=event.plan_item, plan=_plan_view(agent.result.plan),
+                           budget_snapshot=budget.snapshot(), note=event.note or None),
+                 force=controls.render_requested())
 
     def waiting(wait: ModelWait | None) -> None:
         if wait is not None:  # shown until the next step's action replaces it
-            progress(force=True, detail=wait.describe())
+            progress(RunUpdate(detail=wait.describe()), force=True)
 
     def patient(model: ModelClient) -> ModelClient:
         return PatientModel(model, WaitPolicy(max_total_s=config.model_wait_max_s), on_wait=waiting,
                             stop=lambda: controls.stop_requested() is not None)
 
-    progress(note=note, budget_usd=budget.limits.usd)
+    progress(RunUpdate(note=note, budget_usd=budget.limits.usd))
     agent = Agent(_roles(models, config, repo_config, patient), tools, limits=limits, budget=budget,
                   gate=lambda: approval_gate(workspace, repo_config, approved | controls.approved()),
                   on_step=on_step,
@@ -607,10 +609,10 @@ def _brief(issue: Issue, context: ContextPackage, before: TestReport | None,
     return "\n".join(lines)
 
 
-def _plan_view(plan: Plan | None) -> tuple[status.PlanStep, ...]:
+def _plan_view(plan: Plan | None) -> tuple[PlanStep, ...]:
     if plan is None:
         return ()
-    return tuple(status.PlanStep(item, n in plan.done) for n, item in enumerate(plan.items, 1))
+    return tuple(PlanStep(item, n in plan.done) for n, item in enumerate(plan.items, 1))
 
 
 def _publish(
@@ -639,7 +641,7 @@ def _publish(
     saver.remote_wip = False
     # Pushed: a crash from here on resumes straight into publishing this work.
     reporter.summary = summary
-    reporter.advance("pushed", commits=tuple(outcome.commits))
+    reporter.advance("pushed", RunUpdate(commits=tuple(outcome.commits)))
     title = f"Fix #{task.number}: {issue.title}"
     pull = host.find_pull(task.owner, task.repo, task.branch) or host.create_pull(
         task.owner, task.repo, head=task.branch, base=base, draft=not verdict.ready,
@@ -649,7 +651,7 @@ def _publish(
     host.add_labels(TaskKey(task.owner, task.repo, pull.number), ["nightcrew"])
     outcome.pr_number, outcome.pr_url, outcome.summary = pull.number, pull.html_url, summary
     reporter.pr_number = pull.number
-    reporter.update(commits=tuple(outcome.commits), pr_url=pull.html_url)
+    reporter.update(RunUpdate(commits=tuple(outcome.commits), pr_url=pull.html_url))
     if verdict.ready:
         _finish(reporter, outcome, "pr_opened", summary)
     else:
@@ -665,7 +667,7 @@ _ENDING: dict[State, lifecycle.Happening] = {
 
 def _finish(reporter: StatusReporter, outcome: TaskOutcome, state: State, detail: str) -> None:
     """End the run in ``state``: the lifecycle move, the label, the final status comment."""
-    outcome.state = reporter.advance(_ENDING[state], detail=detail)
+    outcome.state = reporter.advance(_ENDING[state], RunUpdate(detail=detail))
     log.info("task.finished", task=outcome.task, state=state, tokens=outcome.tokens,
              cost_usd=round(outcome.cost_usd, 6), pr=outcome.pr_number)
 

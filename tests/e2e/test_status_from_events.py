@@ -11,6 +11,7 @@ from devhub import DevHub
 from github_app.github import GitHubApp
 from github_app.tracker import status
 from github_app.tracker.eventlog import EventLog, fold, new_run_id, read_events
+from github_app.tracker.record import RunUpdate
 from runner.pipeline.live_status import StatusReporter, status_view
 from tests.e2e.task_helpers import KEY, OWNER, REPO, scripted_task
 
@@ -45,10 +46,11 @@ def test_an_event_from_any_part_of_the_run_reaches_the_comment(
     events = EventLog(tmp_path / "data", scripted.task, new_run_id(), redis=None)
     reporter = StatusReporter(host, scripted.task, None, KEY, events)
     reporter.start(resumed=False)
-    reporter.update(force=True, step=1, max_steps=30, tokens=1200, cost_usd=0.01, plan_item="Fix add")
+    reporter.update(RunUpdate(step=1, max_steps=30, tokens=1200, cost_usd=0.01, plan_item="Fix add"),
+                    force=True)
     # Not through the reporter: the agent's tool call, as another component would record it.
     events.emit("tool_call", name="read_file", summary="calc.py")
-    reporter.update(force=True, tokens=2400, cost_usd=0.02)
+    reporter.update(RunUpdate(tokens=2400, cost_usd=0.02), force=True)
     shown = _shown(devhub, scripted.task.number)
     assert "Now: Fix add · read_file calc.py" in shown
     assert "step 1/~30 · 2,400 tokens · $0.0200" in shown

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
 from typing import Any
 
-from github_app.tracker.eventlog import Event, Kind, Progress, fold, latest_run, to_status_changes
+from github_app.tracker.eventlog import (
+    Event,
+    Kind,
+    Progress,
+    fold,
+    latest_run,
+    open_runs,
+)
 from github_app.tracker.status import PlanStep, StatusView, render
 
 TASK = "octo/widgets#7"
@@ -46,7 +52,7 @@ def test_a_realistic_run_folds_to_what_the_comment_shows() -> None:
     progress = fold(REALISTIC)
 
     assert progress == Progress(
-        run="run-1", state="pr_opened", step=2, max_steps=40, action="", plan_item="Fix it",
+        task=TASK, run="run-1", state="pr_opened", step=2, max_steps=40, action="", plan_item="Fix it",
         detail="Opened a pull request.", tokens=9_500, cost_usd=0.1234, budget_usd=3.0,
         elapsed_s=16.0, tests_before="12 passed, 1 failed", tests_after="13 passed, 0 failed",
         commits=("abc1234def5678",), pr_url="https://github.com/octo/widgets/pull/8",
@@ -59,20 +65,18 @@ def test_mid_run_shows_the_current_step_and_action() -> None:
 
     assert (progress.state, progress.step, progress.action) == ("running", 2, "edit_file src/parse.py")
     assert progress.finished is False and progress.tokens == 4_000
-    view = replace(StatusView("queued", TASK), **to_status_changes(progress))
-    body = render(view)
+    body = render(progress)  # the fold is the record the comment renders
     assert "step 2/~40 · 4,000 tokens · $0.0400 of $3.00" in body
     assert "Now: Fix it · edit_file src/parse.py" in body
     assert "- [x] Find the parser bug" in body and "- [ ] Fix it" in body
     assert "Tests: before 12 passed, 1 failed · after —" in body
 
 
-def test_status_changes_are_statusview_fields_and_render() -> None:
-    changes = to_status_changes(fold(REALISTIC))
+def test_the_folded_record_is_what_the_comment_renders() -> None:
+    record = fold(REALISTIC)
 
-    assert set(changes) <= {f.name for f in fields(StatusView)}
-    view = replace(StatusView("running", TASK), **changes)
-    body = render(view)
+    assert isinstance(record, StatusView) and record.task == TASK
+    body = render(record)
     assert "✅ **pull request opened**" in body
     assert "Pull request: https://github.com/octo/widgets/pull/8" in body
     assert "Commits: `abc1234`" in body
@@ -84,7 +88,7 @@ def test_a_fatal_error_fails_the_run_and_becomes_the_detail() -> None:
                            ("error", {"message": "sandbox died", "fatal": True})))
 
     assert progress.state == "failed" and progress.error == "sandbox died" and progress.step == 1
-    assert to_status_changes(progress)["detail"] == "sandbox died"
+    assert progress.shown_detail == "sandbox died" and "sandbox died" in render(progress)
 
 
 def test_the_latest_run_wins_and_a_resume_carries_its_numbers() -> None:
@@ -125,5 +129,23 @@ def test_no_dollar_budget_is_none() -> None:
 
 
 def test_no_events_fold_to_an_empty_progress_without_a_state() -> None:
-    assert fold([]) == Progress()
-    assert "state" not in to_status_changes(Progress())
+    assert fold([]) == Progress() and Progress().state is None
+    assert "🛠️ **working**" in render(Progress())  # no run yet reads as running
+
+
+def test_open_runs_are_those_started_and_never_closed_with_their_last_seq() -> None:
+    lost = events("run-1", ("run_started", {}), ("step_started", {}), ("tool_call", {"name": "x"}))
+    done = events("run-2", ("run_started", {}), ("run_finished", {"state": "done"}))
+    reopened = events("run-3", ("run_started", {}), ("run_finished", {"state": "paused"}),
+                      ("run_started", {}))
+    stray = events("run-4", ("progress", {}))  # never started: nothing to close
+    assert open_runs([*lost, *done, *reopened, *stray]) == {"run-1": 3, "run-3": 3}
+
+
+def test_a_run_closed_by_the_fleet_folds_to_the_task_state_and_says_how_it_ended() -> None:
+    closed = events("run-1", ("run_started", {}), ("tool_call", {"name": "edit_file"}),
+                    ("run_finished", {"state": "queued", "interrupted": "lost"}))
+    progress = fold(closed)
+    assert (progress.state, progress.finished, progress.interrupted, progress.action) == (
+        "queued", True, "lost", "")
+    assert fold(closed[:2]).interrupted is None and fold(REALISTIC).interrupted is None
