@@ -3,6 +3,7 @@ own sandbox) and a worker's environment against a real Redis."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,20 @@ import pytest
 
 from github_app.redis_conn import EmbeddedRedis
 from runner.cli.demo import _child_env
+
+
+def docker_url_or_skip() -> str | None:
+    """The Docker/podman API the Docker backend's tests use (None: DOCKER_HOST or the default
+    socket); skips the calling test module, saying why, when no such API answers."""
+    from runner.sandbox.docker import DEFAULT_IMAGE, docker_available
+
+    url = os.environ.get("NIGHTCREW_DOCKER_URL") or None
+    unavailable = docker_available(url, DEFAULT_IMAGE)
+    if unavailable is not None:
+        pytest.skip(f"no Docker/podman API at {url or 'DOCKER_HOST/default socket'}: {unavailable}",
+                    allow_module_level=True)
+    return url
+
 
 CANARY = "ghp_" + "canary0123456789abcdefNIGHTCREW"  # fake, built at run time
 

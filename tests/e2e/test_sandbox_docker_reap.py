@@ -30,14 +30,10 @@ from runner.sandbox.docker import (  # noqa: E402
     OWNER_LABEL,
     WORKSPACE_LABEL,
     DockerSandbox,
-    docker_available,
 )
+from tests.e2e.conftest import docker_url_or_skip
 
-URL = os.environ.get("NIGHTCREW_DOCKER_URL") or None
-_UNAVAILABLE = docker_available(URL, DEFAULT_IMAGE)
-if _UNAVAILABLE is not None:
-    pytest.skip(f"no Docker/podman API at {URL or 'DOCKER_HOST/default socket'}: {_UNAVAILABLE}",
-                allow_module_level=True)
+URL = docker_url_or_skip()
 
 import docker  # noqa: E402
 
