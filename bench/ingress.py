@@ -392,6 +392,7 @@ def intake_deliveries(s: Servers) -> tuple[list[str], int]:
 
     from github_app.ingress.inbox import DELIVERY_TTL_S, Pump
     from github_app.queue.jobqueue import INTAKE_JOB, INTAKE_QUEUE, RQJobQueue
+    from github_app.queue.payloads import IntakeJob
 
     Pump(s.connection, RQJobQueue(s.connection), owner="bench", keep_s=DELIVERY_TTL_S).drain()
     ids = Queue(INTAKE_QUEUE, connection=s.connection).get_job_ids()
@@ -401,8 +402,8 @@ def intake_deliveries(s: Servers) -> tuple[list[str], int]:
             if job is None:
                 mismatched += 1
                 continue
-            [args] = job.args
-            deliveries.append(args["delivery"])
+            [raw] = job.args
+            deliveries.append(IntakeJob.from_json(raw).delivery)
             if job.func_name != INTAKE_JOB:
                 mismatched += 1
     return deliveries, mismatched
