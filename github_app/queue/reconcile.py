@@ -7,10 +7,16 @@ issue that Redis knows nothing about is submitted to the scheduler again — its
 from the checkpoint. Labels alone are not trusted (anyone with triage rights can set one): only
 a valid signed checkpoint brings a task back. Paused and approval-waiting tasks need nothing
 from the queue; a person's ``/nightcrew resume`` or ``approve`` brings them back.
+
+A wiped Redis also takes the heartbeats of the runs still going; each comes back at its run's
+next beat. So a task Redis does not know is looked at again after one heartbeat TTL
+(``settle_s``) before it is brought back: a run that still beats is not started a second time
+next to itself just because the reconciler looked in the gap between two beats.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -52,28 +58,46 @@ class Report:
 
 def reconcile(
     app: AppView, scheduler: TaskScheduler, queue: JobQueue, key: bytes,
-    *, bot_login: Callable[[str, str], str] | None = None,
+    *, bot_login: Callable[[str, str], str] | None = None, settle_s: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Report:
-    """Submit every active task on the tracker that Redis lost; report what was found."""
+    """Submit every active task on the tracker that Redis lost; report what was found.
+
+    ``settle_s``: how long a run that still goes may take to beat again (the heartbeat TTL); a
+    task Redis does not know is looked at again after it, once for all such tasks.
+    """
     report = Report()
+    unknown: list[tuple[TaskKey, int, InstallationView, str | None]] = []
     for installation in app.installations():
         host = app.host(installation)
         for full_name in host.repositories():
             owner, repo = full_name.split("/", 1)
             for task in _active_tasks(host, owner, repo):
                 report.seen += 1
-                if scheduler.state(task) or queue.is_live(task.job_id):
+                if _known(task, scheduler, queue):
                     report.known += 1
-                    continue
-                why = _bring_back(task, installation, host, scheduler, key,
-                                  bot_login(owner, repo) if bot_login else None)
-                if why is None:
-                    report.resubmitted.append(str(task))
                 else:
-                    report.refused.append((str(task), why))
+                    unknown.append((task, installation, host,
+                                    bot_login(owner, repo) if bot_login else None))
+    if unknown and settle_s > 0:
+        sleep(settle_s)
+    for task, installation, host, bot in unknown:
+        if _known(task, scheduler, queue):  # it beat again (or intake brought it back meanwhile)
+            report.known += 1
+            continue
+        why = _bring_back(task, installation, host, scheduler, key, bot)
+        if why is None:
+            report.resubmitted.append(str(task))
+        else:
+            report.refused.append((str(task), why))
     log.info("reconcile.done", seen=report.seen, known=report.known,
              resubmitted=len(report.resubmitted), refused=len(report.refused))
     return report
+
+
+def _known(task: TaskKey, scheduler: TaskScheduler, queue: JobQueue) -> bool:
+    """Redis has the task: in the scheduler, or a live (beating) job."""
+    return bool(scheduler.state(task)) or queue.is_live(task.job_id)
 
 
 RECONCILED_KEY = "nc:reconciled"  # gone with a wiped Redis: the next worker reconciles at once
@@ -90,7 +114,8 @@ def reconcile_from_settings(settings: Settings) -> Report:
     app = wiring.app(settings)
     queue = wiring.queue(settings)
     scheduler = wiring.scheduler_for(settings, queue)
-    report = reconcile(app, scheduler, queue, settings.checkpoint_key(), bot_login=app.bot_login)
+    report = reconcile(app, scheduler, queue, settings.checkpoint_key(), bot_login=app.bot_login,
+                       settle_s=float(settings.heartbeat_ttl_s))
     advance(scheduler, queue)
     return report
 

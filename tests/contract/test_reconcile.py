@@ -6,6 +6,7 @@ import redis
 
 from devhub import DevHub
 from github_app.github import GitHubApp
+from github_app.queue.jobqueue import RQJobQueue, heartbeat_key
 from github_app.queue.payloads import TaskJob
 from github_app.queue.reconcile import reconcile
 from github_app.queue.scheduler import Caps, TaskScheduler
@@ -69,3 +70,38 @@ def test_a_wiped_redis_gets_back_exactly_the_tasks_the_tracker_vouches_for(
     # Running it twice changes nothing: what it resubmitted is now known.
     again = reconcile(app, scheduler, FakeQueue(), KEY, bot_login=app.bot_login)
     assert again.resubmitted == [] and again.known == 3
+
+
+def test_a_run_that_beats_again_after_a_wipe_is_not_started_a_second_time(
+    devhub: DevHub, app_private_key: str, connection: redis.Redis,
+) -> None:
+    """FLUSHALL takes the heartbeats of the runs still going too; each comes back at its next beat.
+    The reconciler looks again after one heartbeat TTL, so a run it saw between two beats is not
+    started next to itself; a task whose run is really gone comes back."""
+    devhub.create_repo(OWNER, REPO, {"calc.py": "x = 1\n"})
+    devhub.install(OWNER)
+    app = GitHubApp(devhub.app_id, app_private_key, devhub.url)
+    host = app.host(app.installation_for(OWNER, REPO))
+    tasks = []
+    for n in range(2):
+        task = TaskKey(OWNER, REPO, devhub.create_issue(OWNER, REPO, f"task {n}"))
+        devhub.add_label(OWNER, REPO, task.number, "nightcrew:running")
+        host.create_comment(task, signed_status(task, "running"), key=status.comment_key(task))
+        tasks.append(task)
+    beating, gone = tasks
+    connection.flushall()  # both heartbeats went with it; only `beating` still runs
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # while the reconciler waits, the live run beats again
+        waits.append(seconds)
+        connection.set(heartbeat_key(beating.job_id), "1", ex=20)
+
+    scheduler = TaskScheduler(connection, Caps(slots=0))
+    report = reconcile(app, scheduler, RQJobQueue(connection), KEY, bot_login=app.bot_login,
+                       settle_s=20.0, sleep=sleep)
+    assert waits == [20.0]  # once, for all the tasks it did not know
+    assert report.resubmitted == [str(gone)] and report.known == 1
+    assert scheduler.state(beating) == {} and scheduler.state(gone)["state"] == "pending"
+    # Nothing unknown: no wait at all.
+    assert reconcile(app, scheduler, RQJobQueue(connection), KEY, bot_login=app.bot_login,
+                     settle_s=20.0, sleep=sleep).known == 2 and waits == [20.0]
