@@ -24,9 +24,10 @@ from typing import Any
 from redis import Redis
 
 from devhub import DevHub
+from github_app.queue.jobqueue import heartbeat_key
 from github_app.redis_conn import EmbeddedRedis
 from github_app.tasks import TaskKey
-from github_app.tracker.eventlog import Event, read_events
+from github_app.tracker.eventlog import Event, open_runs, read_events
 from github_app.tracker.status import MARKER
 from runner.cli.demo import (
     DEMO_FILES,
@@ -49,6 +50,13 @@ SUMMARY = "`add` subtracted its arguments; it now returns `a + b`, and `test_add
 # An undisturbed run asks the model this often: the plan, then edit, run_tests, mark_done, finish.
 BASELINE_REQUESTS = 5
 DONE_LABELS = frozenset({"nightcrew:done", "nightcrew:failed"})
+HELD_BEAT_S = 600  # a held heartbeat outlives any test that holds it; lapsing it deletes it
+# The test timings of every process (github_app.settings): a killed worker's run is seen dead
+# 3 s after its last beat (TTL 2 s, the lowest allowed, leaves a loaded machine too little slack
+# between beats every TTL/4); the worker TTL as low as allowed; a maintenance pass (sweep,
+# stop deadlines, dispatch) every second, busy workers included (RQ's job monitoring interval).
+FAST_TIMINGS = {"NIGHTCREW_HEARTBEAT_TTL": "3", "NIGHTCREW_WORKER_TTL": "20",
+                "NIGHTCREW_MAINTENANCE_INTERVAL": "1"}
 
 
 # ----------------------------------------------------------------------------- the model
@@ -193,6 +201,14 @@ def _kill_all(pids: list[int]) -> None:
         time.sleep(0.02)
 
 
+def _stop_now(proc: ManagedProcess) -> None:
+    """Stop a process of the harness and everything under it at once: at close nothing it
+    would do on a graceful stop matters (Redis goes next), and waiting for RQ's warm shutdown
+    and the intake helper's stop costs about a second a worker."""
+    _kill_all(_tree(proc.proc.pid))
+    proc.stop()  # reaps it and closes its log; its group is gone already
+
+
 # ----------------------------------------------------------------------------- observations
 
 
@@ -207,7 +223,8 @@ class Tally:
     duplicated_commits: int = 0  # empty commits, or the same (tree, message) twice
     respent_steps: int = 0  # model steps answered beyond an undisturbed run's
     dropped_requests: int = 0  # model requests held at the kill and never answered
-    finished_runs: int = 0  # run_finished events (a task that finishes twice shows 2)
+    finished_runs: int = 0  # runs that ended by themselves (a task that finishes twice shows 2)
+    closed_lost: int = 0  # runs the fleet closed because their worker died (the killed one)
     resume_s: float | None = None  # kill → the next run_started event
     done_s: float | None = None  # kill → the done/failed label
     runs: int = 0
@@ -224,6 +241,7 @@ class Tally:
                 f"{self.duplicated_comments} duplicated_prs={self.duplicated_prs} "
                 f"duplicated_commits={self.duplicated_commits} respent_steps={self.respent_steps} "
                 f"dropped_requests={self.dropped_requests} finished_runs={self.finished_runs} "
+                f"closed_lost={self.closed_lost} "
                 f"runs={self.runs} resume={resume} done={done} moves={','.join(self.moves)} "
                 f"labels={','.join(self.labels)}"
                 + (f" devhub_gaps={sorted(set(self.devhub_gaps))}" if self.devhub_gaps else ""))
@@ -243,13 +261,12 @@ class ChaosHarness:
         self.root = root
         self.extra_env = dict(extra_env or {})  # set for every process, after the fast timings
         self.files = dict(files or DEMO_FILES)
-        # Fast: a lapsed heartbeat after 3 s, so the suite stays short; one point runs with the
-        # production defaults to show those hold too. What a resume waits for (measured): the
-        # worker's grace for a job that may not have beaten yet (heartbeat TTL + 10 s after its
-        # dispatch and its start: 13 s here, longer than this whole task), then a maintenance
-        # pass (RQ blocks worker_ttl - 15 s between passes: 5 s, as low as the settings allow;
-        # the 2 s interval only counts after a job), then the new work-horse importing the job
-        # (~1-2 s). The worker's start itself (~1 s) overlaps the grace.
+        # Fast: the test timings (FAST_TIMINGS), so the suite stays short; one point runs with
+        # the production defaults to show those hold too. What a resume waits for (measured):
+        # the dead run's heartbeat to lapse (its TTL, 3 s), and the grace for a job that may not
+        # have beaten yet (TTL + 3 s after its dispatch and its start), then a maintenance pass
+        # (an idle worker blocks at most the maintenance interval between passes), then the new
+        # work-horse starting the job (~0.5 s). The new worker's start (~2 s) overlaps the lapse.
         self.fast = fast
         self.respend = respend
         self.data_dir = root / "worker-data"
@@ -288,13 +305,12 @@ class ChaosHarness:
         self._stack.callback(self.hub.stop)
         self.env = _child_env(self.root, redis_url, self.hub.url, key_path, secret, model_url)
         if self.fast:
-            self.env.update(NIGHTCREW_HEARTBEAT_TTL="3", NIGHTCREW_WORKER_TTL="20",
-                            NIGHTCREW_MAINTENANCE_INTERVAL="2")
+            self.env.update(FAST_TIMINGS)
         self.env.update(self.extra_env)
         port = free_port()
         self.web = ManagedProcess("web app", nightcrew_command("serve", "--port", str(port)),
                                   self.env, self.root / "web.log")
-        self._stack.callback(self.web.stop)
+        self._stack.callback(_stop_now, self.web)
         self.start_worker()
         wait_http_ok(f"http://127.0.0.1:{port}/healthz", self.web)
         self.hub.webhook_url = f"http://127.0.0.1:{port}/webhooks"
@@ -310,7 +326,7 @@ class ChaosHarness:
         worker = ManagedProcess(f"worker {n}", nightcrew_command("worker"), self.env,
                                 self.root / f"worker-{n}.log")
         self.workers.append(worker)
-        self._stack.callback(worker.stop)
+        self._stack.callback(_stop_now, worker)
         return worker
 
     @property
@@ -359,6 +375,27 @@ class ChaosHarness:
         finally:
             client.close()
 
+    def hold_heartbeat(self, task: TaskKey) -> Callable[[], None]:
+        """Keep a dead run's heartbeat fresh until the returned call lets it lapse, at once.
+
+        The fleet tells that a worker died by its run's lapsed heartbeat: in production that
+        leaves the heartbeat TTL (20 s) between the death and a sweep noticing it, at the fast
+        timings 3 s. A test that must act inside that window (a cancel for a task whose worker
+        just died) holds it open instead of racing it. Call it after the run's worker is dead
+        (a live one would write its own TTL again).
+        """
+        client = Redis(unix_socket_path=str(self.redis.socket_path))
+        key = heartbeat_key(task.job_id)
+        client.set(key, str(time.time()), ex=HELD_BEAT_S)
+
+        def lapse() -> None:
+            try:
+                client.delete(key)
+            finally:
+                client.close()
+
+        return lapse
+
     def events(self) -> list[Event]:
         return read_events(self.data_dir, self.task) if self.number else []
 
@@ -391,27 +428,42 @@ class ChaosHarness:
 
     def kill_worker(self) -> None:
         """SIGKILL the worker, its work-horse (own process group) and everything under them."""
-        pid = self.worker.proc.pid
-        mine = str(self.root) + os.sep
-        web = set(_tree(self.web.proc.pid)) if self.web else set()
-        victims = _tree(pid)
-        victims += [other for other in _pids()  # a worker or horse that left the tree
-                    if other not in web and other not in victims
-                    and _cmdline(other)[-2:] == ["runner.cli", "worker"] and _belongs(other, mine)]
-        _kill_all(victims)
-        _kill_all(_tree(pid)[1:])  # anything forked between the listing and the freeze
-        self.worker.proc.wait(5)
+        self.kill_lineage(self.worker)
         self.kill_at = time.monotonic()
         self._observe()
         self._runs_before_kill = set(self._run_seen)
 
+    def kill_lineage(self, worker: ManagedProcess) -> None:
+        """SIGKILL ``worker`` and everything it started, also what left its tree: a work-horse
+        or fork of it that was reparented holds its Redis connections, and a blocked pump call on
+        one of them would still take inbox entries for the dead worker. Other live workers
+        of the harness (and their horses) are spared."""
+        mine = str(self.root) + os.sep
+        spared = {pid for proc in [*self.workers, *([self.web] if self.web else [])]
+                  if proc is not worker and proc.proc.poll() is None for pid in _tree(proc.proc.pid)}
+        for _ in range(3):  # again: something may fork while we look
+            victims = [pid for pid in _tree(worker.proc.pid) if pid not in spared]
+            victims += [other for other in _pids()  # a worker or horse that left the tree
+                        if other not in spared and other not in victims
+                        and _cmdline(other)[-2:] == ["runner.cli", "worker"] and _belongs(other, mine)]
+            if not [pid for pid in victims if not _gone(pid)]:
+                break
+            _kill_all(victims)
+        worker.proc.wait(5)
+
     def wait_finished(self, timeout: float = 180.0) -> dict[str, Any] | None:
-        """Wait for the done/failed label; the issue, or None when it never came."""
+        """Wait for the done/failed label, then for the log of every run to close (the label is
+        set just before the run's own ``run_finished``); the issue, or None when it never ended.
+        A log that never closes is left for the tally to report."""
         try:
             self.wait_until("the task to end", lambda: bool(
                 DONE_LABELS & set(self.hub.issue(OWNER, REPO, self.number)["labels"])), timeout)
         except TimeoutError:
             return None
+        try:
+            self.wait_until("every run's log to close", lambda: not open_runs(self.events()), 30)
+        except TimeoutError:
+            pass
         self.hub.wait_deliveries(timeout=10)
         return self.hub.issue(OWNER, REPO, self.number)
 
@@ -455,10 +507,21 @@ class ChaosHarness:
             tally.problems.append(f"{tally.respent_steps} model steps answered again "
                                   f"(at most {self.respend})")
         events = self.events()
-        tally.finished_runs = sum(1 for e in events if e.kind == "run_finished")
+        ends = [e for e in events if e.kind == "run_finished"]
+        tally.finished_runs = sum(1 for e in ends if "interrupted" not in e.data)
+        tally.closed_lost = sum(1 for e in ends if e.data.get("interrupted") == "lost")
         tally.runs = len({e.run for e in events})
         if tally.finished_runs != 1:
-            tally.problems.append(f"{tally.finished_runs} run_finished events (want 1)")
+            tally.problems.append(f"{tally.finished_runs} runs finished by themselves (want 1)")
+        # The killed worker's run cannot close its log; the fleet does (nothing here is stopped).
+        odd = [e.data for e in ends if e.data.get("interrupted") not in (None, "lost")
+               or (e.data.get("interrupted") and e.run not in self._runs_before_kill)]
+        if odd:
+            tally.problems.append(f"runs closed by the fleet that it did not lose: {odd}")
+        for run in sorted({e.run for e in events if e.kind == "run_started"}):
+            closed = sum(1 for e in ends if e.run == run)
+            if closed != 1:  # an open log never ends; one closed twice ended twice
+                tally.problems.append(f"run {run} has {closed} run_finished events (want 1)")
         if self.kill_at is not None:
             later = [t for run, t in self._run_seen.items() if run not in self._runs_before_kill]
             tally.resume_s = min(later) - self.kill_at if later else None

@@ -13,20 +13,24 @@ each has its own setup and test command; one harness for all, to keep the wall t
 - ``tests``: the test command hangs in the tests before any change → killed, never at a boundary.
 - ``model_call``: a model request held after the first green checkpoint → killed mid-request;
   then ``/nightcrew retry`` resumes from the re-signed checkpoint and opens exactly one PR.
-- ``lost_worker``: the worker running the task is SIGKILLed, then the cancel comes → the sweep
-  that finds the lost job ends the task cancelled instead of running it again.
+- ``lost_worker``: the worker running the task is SIGKILLed, then the cancel comes while the
+  fleet cannot yet tell (its heartbeat is held fresh, as a production TTL would keep it, until the
+  cancel is recorded; then it lapses) → the sweep that finds the lost job ends the task cancelled
+  instead of running it again, and closes the lost run's event log.
 - ``between_steps``: the held request is answered once the cancel is recorded → the task stops
   itself at the next step boundary, within the grace, and is not touched from outside.
 
 Counted per phase and printed as a ``CANCEL`` line (appended as JSON to $NIGHTCREW_CHAOS_REPORT):
 the final labels, status comments, PRs, live RQ jobs, scheduler records, heartbeat keys, stop
-requests, processes and checkouts of the run left behind, the branch's commits and duplicates.
+requests, processes and checkouts of the run left behind, the branch's commits and duplicates,
+and the event log: every run closed exactly once, the fleet's closings saying how the run ended.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,7 +53,6 @@ from runner.workspace import Workspaces
 from tests.e2e.chaos_harness import (
     ChaosHarness,
     _cmdline,
-    _kill_all,
     _pids,
     _read,
     _tree,
@@ -174,8 +177,13 @@ class Cancels:
         return found
 
     def count(self, phase: str, task: TaskKey, final_s: float | None, *, how: str,
-              argv: list[str] | None = None, pr: bool = False) -> Count:
-        """Everything the cancelled task left, against what a clean cancel leaves."""
+              argv: list[str] | None = None, pr: bool = False,
+              interrupted: dict[str, int] | None = None) -> Count:
+        """Everything the cancelled task left, against what a clean cancel leaves.
+
+        ``interrupted``: the runs the fleet closed, by how they ended (default: the one run a
+        kill or a lost worker ended, none otherwise).
+        """
         count = Count(phase, final_s=final_s)
         issue = self.issue(task)
         count.labels = sorted(issue["labels"])
@@ -233,20 +241,36 @@ class Cancels:
         events = read_events(self.h.data_dir, task)
         for run in {e.run for e in events if e.kind == "run_started"}:
             ends = sum(1 for e in events if e.run == run and e.kind == "run_finished")
-            if ends != 1:  # a killed run's end is written by the stopper
+            if ends != 1:  # a killed or lost run's end is written by the fleet
                 count.problems.append(f"run {run} has {ends} run_finished events (want 1)")
+        closed = Counter(str(e.data["interrupted"]) for e in events
+                         if e.kind == "run_finished" and "interrupted" in e.data)
+        wanted = interrupted if interrupted is not None else (
+            {how: 1} if how in ("killed", "lost") else {})
+        if dict(closed) != wanted:
+            count.problems.append(f"runs closed by the fleet {dict(closed)}, want {wanted}")
         gaps, problems = self.h.contract_problems()
         count.problems += problems
         return count
 
     def kill_busy_worker(self) -> None:
-        """SIGKILL the worker running the task (its horse and sandbox too); start another."""
+        """SIGKILL the worker running the task (its horse, sandbox and intake helper too)."""
         busy = [w for w in self.h.workers if w.proc.poll() is None and _horses(w.proc.pid)]
         assert len(busy) == 1, f"{len(busy)} busy workers"
-        # Not the harness's kill_worker: that also kills every other worker of the run.
-        _kill_all(_tree(busy[0].proc.pid))
-        busy[0].proc.wait(5)
-        self.h.start_worker()
+        pumps = self.blocked_pumps()  # the pumps of the workers alive now (its and its helper's)
+        self.h.kill_lineage(busy[0])
+        # Each pump is blocked in BLMOVE; a dead one whose connection lingered (a fork of it
+        # still holding the socket) would still take an inbox entry and keep it for the dead
+        # worker until the fleet stops counting that worker as live (over a minute).
+        deadline = time.monotonic() + 10
+        while pumps & self.blocked_pumps():
+            assert time.monotonic() < deadline, "the killed worker's Redis connections stay open"
+            time.sleep(0.05)
+
+    def blocked_pumps(self) -> set[int]:
+        """Ids of the Redis clients waiting in an inbox pump's BLMOVE."""
+        return {int(client["id"]) for client in self.redis.client_list()
+                if client.get("cmd") == "blmove"}
 
     def idle_workers(self) -> bool:
         """No worker has a work-horse (or anything else) under it."""
@@ -318,7 +342,8 @@ def test_cancel_at_each_phase_leaves_a_clean_state_and_a_clear_final_status(tmp_
         h.hub.wait_deliveries(timeout=10)
         c.wait("the retried run to end", lambda: not c.scheduler.state(task)
                and not c.queue.is_live(task.job_id), timeout=20)
-        counts.append(c.count("model_call_retry", task, time.monotonic() - said, how="pr", pr=True))
+        counts.append(c.count("model_call_retry", task, time.monotonic() - said, how="pr", pr=True,
+                              interrupted={"killed": 1}))  # the first run's
         if "return a + b" not in h.hub.file_at(OWNER, task.repo, task.branch, "calc.py"):
             counts[-1].problems.append("the fix is not on the task branch")
         starts = [e for e in read_events(h.data_dir, task) if e.kind == "run_started"]
@@ -330,15 +355,23 @@ def test_cancel_at_each_phase_leaves_a_clean_state_and_a_clear_final_status(tmp_
         h.model.hold(first + 1)
         task = c.trigger(repos["lost_worker"])
         c.wait("the held model call", lambda: h.model.arrived(first + 1, timeout=0), timeout=90)
-        c.kill_busy_worker()
+        c.kill_busy_worker()  # no worker is left: nothing can sweep before the hold is in place
+        lapse = h.hold_heartbeat(task)  # the fleet cannot tell yet, so the cancel lands in time
         h.model.release(first + 1, drop=True)
+        h.start_worker()
         said = c.say(task, "/nightcrew cancel")
-        c.wait("the cancel to be recorded", lambda: controls.stop_requested(c.redis, task) is not None
-               or c.settled(task))
+        c.wait("the cancel to be recorded",
+               lambda: controls.stop_requested(c.redis, task) is not None)
+        held = c.scheduler.state(task).get("state")  # "dispatched": not queued again meanwhile
+        lapse()
         # The sweep finds the lost job (no heartbeat) and drops the task instead of requeueing it.
         c.wait(f"{task} cancelled", lambda: c.settled(task))
         took = time.monotonic() - said
         counts.append(c.count("lost_worker", task, took, how="lost"))
+        runs = {e.run for e in read_events(h.data_dir, task) if e.kind == "run_started"}
+        if held != "dispatched" or len(runs) != 1:
+            counts[-1].problems.append(f"at the cancel the task was {held!r} (want 'dispatched'), "
+                                       f"{len(runs)} runs started (want 1: it never ran again)")
 
         # -- between_steps: the cancel is recorded during a model call that is then answered -----
         first = h.model.arrivals
