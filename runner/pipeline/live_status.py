@@ -36,7 +36,9 @@ class StatusReporter:
         self.task = task
         self.view = StatusView("running", str(task))
         self.tracker = IssueTracker(host, task, checkpoint_key, comment_id=comment_id or None)
-        if self.tracker.comment_id is None:
+        # An existing status comment is taken as it is: its checkpoint is what this run resumes
+        # from, so nothing is written over it before it was read.
+        if self.tracker.find() is None:
             self.tracker.write(self.view)
         self.comment_id: int = self.tracker.comment_id or 0
         self._last_write = 0.0
