@@ -82,12 +82,14 @@ class PatientModel:
         self.sleep = sleep
         self.clock = clock
         self.waits: list[ModelWait] = []  # every wait of this client, for reports and tests
+        self._blind = 0
 
     def complete(self, *, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec],
                  max_tokens: int = 4096) -> ModelReply:
         """The inner call; a retryable failure is waited out and the same request sent again."""
         started: float | None = None
         attempt = 0
+        self._blind = 0  # waits of this outage the API gave no retry-after for
         while True:
             try:
                 reply = self.inner.complete(system=system, messages=messages, tools=tools,
@@ -111,8 +113,14 @@ class PatientModel:
             raise ModelUnavailable(
                 f"The model API stayed unavailable ({exc.reason}) for {_duration(waited)}: {exc}",
                 cause=exc.reason) from exc
-        backoff = policy.first_s * 2 ** (attempt - 1)
-        delay = exc.retry_after_s if exc.retry_after_s is not None else backoff
+        if exc.retry_after_s is not None:
+            delay = exc.retry_after_s
+        else:
+            # The backoff grows over the waits the API gave no hint for, not over every wait: an
+            # outage that first said "retry after 5 s" many times and then drops connections
+            # starts its own backoff at ``first_s``, not at the cap.
+            delay = policy.first_s * 2 ** self._blind
+            self._blind += 1
         delay = min(max(delay, policy.shortest_s), policy.longest_s, left)
         wait = ModelWait(exc.reason, delay, waited, attempt)
         self.waits.append(wait)

@@ -192,3 +192,15 @@ def test_the_wrapped_models_id_is_kept_for_the_budget() -> None:
 ])
 def test_a_wait_describes_itself_for_the_status_comment(wait: ModelWait, text: str) -> None:
     assert wait.describe() == text
+
+
+def test_a_failure_without_a_hint_after_many_hinted_ones_backs_off_from_the_start() -> None:
+    # Many "retry after 5 s" answers, then a dropped connection: its wait is first_s, not the cap
+    # (the full suite once waited 5 min here while the API was already back).
+    clock = FakeClock()
+    dropped = ModelError("connection reset", retryable=True, reason="unreachable")
+    inner = FakeModel(*[overloaded(5.0)] * 8, dropped, dropped, REPLY)
+    model = PatientModel(inner, WaitPolicy(first_s=15.0, longest_s=300.0), sleep=clock.sleep,
+                         clock=clock)
+    assert model.complete(system=SYSTEM, messages=MESSAGES, tools=TOOLS) == REPLY
+    assert [w.next_try_s for w in model.waits] == [5.0] * 8 + [15.0, 30.0]
