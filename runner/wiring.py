@@ -23,7 +23,7 @@ from github_app.tasks import TaskKey
 from github_app.tracker.eventlog import EventLog, new_run_id
 from runner.model import ModelClient
 from runner.model.anthropic import models_by_id
-from runner.model.keys import KeyRing, split_keys
+from runner.model.keys import KeyRing, configured_keys
 from runner.pipeline.repo_setup import setup_policy
 from runner.pipeline.run import TaskConfig, TaskOutcome
 from runner.sandbox import Sandbox, SandboxPolicy
@@ -62,8 +62,7 @@ class Dependencies:
 
     def model_keys(self) -> KeyRing:
         """The configured model API keys, refusals shared through Redis."""
-        key = self.settings.anthropic_api_key
-        keys = split_keys(key.get_secret_value() if key is not None else None)
+        keys = configured_keys(self.settings.anthropic_api_key)
         if not keys:
             raise SettingsError("ANTHROPIC_API_KEY is required to run tasks")
         return KeyRing(keys, RedisRefusals(self.connection))

@@ -23,12 +23,11 @@ class IssueTracker:
     """One task's issue, as nightcrew writes it. ``key`` signs checkpoints (None: no block)."""
 
     def __init__(self, host: GitHost, task: TaskKey, key: bytes | None, *,
-                 comment_id: int | None = None, bot: str | None = None) -> None:
+                 comment_id: int | None = None) -> None:
         self.host = host
         self.task = task
         self.key = key
         self.comment_id = comment_id
-        self.bot = bot  # the App's login, when known: only its comment is the status comment
         self._label: str | None = None  # the state label this tracker last set
 
     # -- reading -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from rich.table import Table
 from github_app.queue import model_hold
 from github_app.redis_conn import EmbeddedRedis, RedisUnavailable, connect
 from github_app.settings import Settings, SettingsError, load_settings
-from runner.model.keys import fingerprint, split_keys
+from runner.model.keys import configured_keys, fingerprint
 from runner.sandbox import ExecResult, Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox, SandboxError, find_bwrap
 from runner.sandbox.docker import DockerSandbox, docker_api, docker_available
@@ -143,8 +143,7 @@ def check_model_keys(settings: Settings) -> Check:
 
     Keys are named by fingerprint only. A refusal fails the check: task work is held until a
     key works (``github_app.queue.model_hold``)."""
-    secret = settings.anthropic_api_key
-    keys = split_keys(secret.get_secret_value() if secret is not None else None)
+    keys = configured_keys(settings.anthropic_api_key)
     if not keys:
         return Check("model API key", "warn", "ANTHROPIC_API_KEY is not set: needed for real runs")
     try:

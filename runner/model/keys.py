@@ -13,6 +13,8 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol
 
+from pydantic import SecretStr
+
 
 def fingerprint(key: str) -> str:
     """A short, stable name for a key that reveals nothing of it (for logs, Redis, doctor)."""
@@ -27,6 +29,11 @@ def split_keys(value: str | None) -> list[str]:
         if key and key not in keys:
             keys.append(key)
     return keys
+
+
+def configured_keys(secret: SecretStr | None) -> list[str]:
+    """The keys of the ``ANTHROPIC_API_KEY`` setting (``Settings.anthropic_api_key``)."""
+    return split_keys(secret.get_secret_value() if secret is not None else None)
 
 
 class Refusals(Protocol):

@@ -82,14 +82,13 @@ class PatientModel:
         self.sleep = sleep
         self.clock = clock
         self.waits: list[ModelWait] = []  # every wait of this client, for reports and tests
-        self._blind = 0
 
     def complete(self, *, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec],
                  max_tokens: int = 4096) -> ModelReply:
         """The inner call; a retryable failure is waited out and the same request sent again."""
         started: float | None = None
         attempt = 0
-        self._blind = 0  # waits of this outage the API gave no retry-after for
+        blind = 0  # waits of this outage the API gave no retry-after for
         while True:
             try:
                 reply = self.inner.complete(system=system, messages=messages, tools=tools,
@@ -100,27 +99,25 @@ class PatientModel:
                 now = self.clock()
                 started = now if started is None else started
                 attempt += 1
-                self._wait(exc, now - started, attempt)
+                blind += self._wait(exc, now - started, attempt, blind)
                 continue
             if attempt:
                 self.on_wait(None)  # the outage is over: the status comment stops saying so
             return reply
 
-    def _wait(self, exc: ModelError, waited: float, attempt: int) -> None:
+    def _wait(self, exc: ModelError, waited: float, attempt: int, blind: int) -> int:
+        """Wait as the API asked, else back off; 1 when the wait had no hint to go by."""
         policy = self.policy
         left = policy.max_total_s - waited
         if left <= 0:
             raise ModelUnavailable(
                 f"The model API stayed unavailable ({exc.reason}) for {_duration(waited)}: {exc}",
                 cause=exc.reason) from exc
-        if exc.retry_after_s is not None:
-            delay = exc.retry_after_s
-        else:
-            # The backoff grows over the waits the API gave no hint for, not over every wait: an
-            # outage that first said "retry after 5 s" many times and then drops connections
-            # starts its own backoff at ``first_s``, not at the cap.
-            delay = policy.first_s * 2 ** self._blind
-            self._blind += 1
+        # The backoff grows over the waits the API gave no hint for, not over every wait: an
+        # outage that first said "retry after 5 s" many times and then drops connections starts
+        # its own backoff at ``first_s``, not at the cap.
+        hinted = exc.retry_after_s is not None
+        delay = exc.retry_after_s if exc.retry_after_s is not None else policy.first_s * 2 ** blind
         delay = min(max(delay, policy.shortest_s), policy.longest_s, left)
         wait = ModelWait(exc.reason, delay, waited, attempt)
         self.waits.append(wait)
@@ -130,6 +127,7 @@ class PatientModel:
             if self.stop():
                 raise WaitStopped() from exc
             self.sleep(min(policy.poll_s, remaining))
+        return 0 if hinted else 1
 
 
 def _duration(seconds: float) -> str:

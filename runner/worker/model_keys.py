@@ -24,7 +24,7 @@ from github_app.settings import Settings
 from github_app.tracker.issue import IssueTracker
 from runner.model import ModelError, ModelKeyRefused
 from runner.model.anthropic import AnthropicModel
-from runner.model.keys import KeyRing, fingerprint, split_keys
+from runner.model.keys import KeyRing, configured_keys, fingerprint
 
 log = logs.get("nightcrew.model_keys")
 KeyWorks = Callable[[str], bool]
@@ -54,8 +54,7 @@ def probe(settings: Settings, connection: redis.Redis, scheduler: TaskScheduler,
         return []
     if not model_hold.probe_due(connection, settings.model_probe_interval_s):
         return []
-    secret = settings.anthropic_api_key
-    keys = split_keys(secret.get_secret_value() if secret is not None else None)
+    keys = configured_keys(settings.anthropic_api_key)
     by_fingerprint = {fingerprint(key): key for key in keys}
     check = works or key_works(settings.executor_model)
     store = model_hold.RedisRefusals(connection)
