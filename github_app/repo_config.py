@@ -32,6 +32,8 @@ _CORE_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")
 )
 _MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$"
+# How bad a review finding is, least first (``runner.review.findings``).
+Severity = Literal["info", "low", "medium", "high", "critical"]
 
 
 class _Section(BaseModel):
@@ -138,8 +140,22 @@ class AgentPolicy(_Section):
 class ReviewPolicy(_Section):
     """When nightcrew reviews pull requests."""
 
-    self_review: bool = Field(default=True, strict=True, description="Review and fix its own PRs.")
-    on_open: bool = Field(default=True, strict=True, description="Review PRs people open here.")
+    self_review: bool = Field(
+        default=True, strict=True,
+        description="Review nightcrew's own PRs when opened or marked ready, and fix what it finds.")
+    on_open: bool = Field(
+        default=False, strict=True,
+        description="Also review PRs people open (when opened or marked ready; never per push).")
+    model: str | None = Field(default=None, pattern=_MODEL_ID,
+                              description="Model id that reviews; unset = the summarizer (cheap).")
+    max_inline_comments: int = Field(default=10, ge=1, le=50, strict=True,
+                                     description="Inline comments per round; the rest go to the summary.")
+    max_rounds: int = Field(default=2, ge=0, le=10, strict=True,
+                            description="Fix rounds on nightcrew's own PRs before handing to humans.")
+    fix_severity: Severity = Field(default="high",
+                                   description="Open findings this severe or more go back to the builder.")
+    move_within: int = Field(default=3, ge=0, le=20, strict=True,
+                             description="Lines a finding just outside the diff may move to reach it.")
 
 
 class RepoConfig(_Section):

@@ -44,6 +44,10 @@ rules:
 review:
   self_review: false
   on_open: no
+  model: claude-haiku-4-5
+  max_inline_comments: 4
+  max_rounds: 1
+  fix_severity: medium
 """
 
 
@@ -62,7 +66,9 @@ def test_defaults_when_the_file_is_empty_or_only_comments() -> None:
     assert (config.budget.wall_minutes, config.budget.steps) == (60, 50)
     assert config.allowed.min_permission == "write" and config.test is None
     assert set(config.approval.require_for) == {"dependencies", "workflows", "security", "architecture"}
-    assert config.review.self_review and config.review.on_open
+    assert config.review.self_review and not config.review.on_open
+    assert (config.review.max_inline_comments, config.review.max_rounds) == (10, 2)
+    assert config.review.fix_severity == "high" and config.review.model is None
 
 
 def test_every_field_is_read() -> None:
@@ -78,6 +84,8 @@ def test_every_field_is_read() -> None:
     assert config.approval.require_for == ("dependencies", "workflows")
     assert config.rules == ("Type every function.",)
     assert not config.review.self_review and not config.review.on_open
+    assert (config.review.max_inline_comments, config.review.max_rounds) == (4, 1)
+    assert config.review.fix_severity == "medium" and config.review.model == "claude-haiku-4-5"
 
 
 def test_a_partial_file_keeps_the_other_defaults() -> None:
