@@ -21,10 +21,12 @@ from rq.registry import StartedJobRegistry
 
 INTAKE_QUEUE = "nightcrew-intake"
 TASK_QUEUE = "nightcrew-tasks"
-QUEUES: tuple[str, ...] = (INTAKE_QUEUE, TASK_QUEUE)  # worker order = priority
+REVIEW_QUEUE = "nightcrew-reviews"  # review rounds: no sandbox, no checkout, short
+QUEUES: tuple[str, ...] = (INTAKE_QUEUE, REVIEW_QUEUE, TASK_QUEUE)  # worker order = priority
 INTAKE_JOB = "github_app.queue.intake.intake"
 INSTALLATION_JOB = "github_app.queue.installations.record"
 TASK_JOB = "runner.worker.jobs.run_task"
+REVIEW_JOB = "runner.worker.jobs.review_pull"
 POSITIONS_JOB = "github_app.queue.dispatch.refresh_positions"
 _LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 # A task job proves it is alive by refreshing a key; RQ alone notices a SIGKILLed worker's job

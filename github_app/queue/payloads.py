@@ -84,6 +84,7 @@ class TaskJob(_Payload):
     actor: str
     resume: bool = False
     fresh: bool = False
+    revise_pr: int | None = None  # a revision of this nightcrew PR (review findings, human review)
 
     def _check(self) -> None:
         super()._check()
@@ -108,12 +109,34 @@ class IntakeJob(_Payload):
     label: str | None = None
     args: str = ""
     is_pull_request: bool = False
+    trigger: str = ""  # what asked without a person typing, e.g. "pull_request.opened"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewJob(_Payload):
+    """``runner.worker.jobs.review_pull``'s argument: review one pull request, one round.
+
+    ``task`` is the pull request (its number); ``trigger`` says who asked: ``command`` (a
+    person's ``/nightcrew review``), ``opened``/``ready_for_review`` (nightcrew's own or, when
+    configured, anyone's PR), ``after_fix`` (the fix loop pushed a revision).
+    """
+
+    task: TaskKey
+    installation_id: int
+    actor: str
+    trigger: str = "command"
+    delivery: str = ""
+
+    def _check(self) -> None:
+        super()._check()
+        if not _is(self.installation_id, "int"):
+            raise PayloadError(f"ReviewJob: installation_id must be int, not {self.installation_id!r}")
 
 
 _TYPES: dict[str, str] = {
     "installation_id": "int?", "status_comment": "int?", "comment_id": "int?", "actor": "str",
     "kind": "str", "delivery": "str", "label": "str?", "args": "str", "resume": "bool",
-    "fresh": "bool", "is_pull_request": "bool",
+    "fresh": "bool", "is_pull_request": "bool", "trigger": "str", "revise_pr": "int?",
 }
 
 

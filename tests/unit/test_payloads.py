@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from github_app.queue.payloads import PAYLOAD_VERSION, IntakeJob, PayloadError, TaskJob
+from github_app.queue.payloads import PAYLOAD_VERSION, IntakeJob, PayloadError, ReviewJob, TaskJob
 from github_app.tasks import TaskKey
 
 TASK = TaskKey.parse("octo/hello#3")
@@ -39,10 +39,17 @@ def test_an_intake_job_round_trips_through_its_json() -> None:
     assert IntakeJob.from_json(job.to_json().encode()) == job  # RQ may hand back bytes
 
 
+def test_a_review_job_round_trips_and_refuses_a_mistyped_installation() -> None:
+    job = ReviewJob(task=TASK, installation_id=9, actor="carol", trigger="opened", delivery="d-9")
+    assert ReviewJob.from_json(job.to_json()) == job
+    with pytest.raises(PayloadError, match="installation_id must be int"):
+        ReviewJob.from_json({**json.loads(job.to_json()), "installation_id": "9"})
+
+
 def test_the_json_is_canonical_sorted_compact_and_versioned() -> None:
     job = TaskJob(task=TASK, installation_id=9, status_comment=None, actor="alice")
     assert job.to_json() == ('{"actor":"alice","fresh":false,"installation_id":9,"resume":false,'
-                             '"status_comment":null,"task":"octo/hello#3","version":1}')
+                             '"revise_pr":null,"status_comment":null,"task":"octo/hello#3","version":1}')
     same = TaskJob(actor="alice", status_comment=None, installation_id=9, task=TASK)
     assert same.to_json() == job.to_json()  # equal jobs, equal text
 
