@@ -164,8 +164,9 @@ def _intake_job(decision: Command | UnknownCommand, delivery: str, label: str | 
                     kind="unknown")
     if isinstance(decision, UnknownCommand):
         return dataclasses.replace(job, args=decision.verb)
+    # IntakeJob has no field yet for own_pull_request, review_id or review_comment_id.
     return dataclasses.replace(job, kind=decision.kind, args=decision.args,
-                               is_pull_request=decision.is_pull_request)
+                               is_pull_request=decision.is_pull_request, trigger=decision.trigger)
 
 
 def _answer(status: int, message: str, **extra: Any) -> JSONResponse:

@@ -60,6 +60,7 @@ class Issue(_Lenient):
     state: str = "open"
     # Present (an object of URLs) when the "issue" is a pull request.
     pull_request: dict[str, Any] | None = None
+    user: Account | None = None  # who opened the issue (for a pull request: its author)
 
 
 class IssueComment(_Lenient):
@@ -78,6 +79,7 @@ class PullRequest(_Lenient):
     user: Account
     head: Branch
     state: str = "open"
+    draft: bool | None = None  # null is read as not a draft
 
 
 class Review(_Lenient):

@@ -7,19 +7,38 @@ What starts or steers work:
 - ``issues.labeled`` with the trigger label, ``issues.assigned`` to ``{app_slug}[bot]`` → start.
   Only on issues: a payload whose issue is a pull request is ignored (GitHub sends PR labels as
   ``pull_request.labeled``, which nightcrew does not act on); on a PR, comment ``/nightcrew fix``.
-- ``issue_comment.created`` with a ``/nightcrew VERB`` line or an ``@{app_slug}`` mention.
-- ``pull_request.opened``/``synchronize`` of a PR nightcrew authored → review.
-- ``pull_request_review.submitted`` (changes requested) and ``pull_request_review_comment.created``
-  on a PR nightcrew authored → revise; the task is the PR.
+- ``issue_comment.created`` with a ``/nightcrew VERB`` line or an ``@{app_slug}`` mention. On a
+  pull request, ``/nightcrew fix …`` (or a bare ``/nightcrew``, or a mention) → revise, the text
+  in ``args``: intake checks the PR is nightcrew's and replies otherwise. On an issue it is start.
+  Every other verb (review, cancel, status, …) means the same on both.
+- ``pull_request.opened``/``ready_for_review`` → review, ``trigger`` naming the action, for any
+  PR whose sender is a person or nightcrew itself (``own_pull_request`` says whether nightcrew
+  wrote it; whether a person's PR is reviewed is the repo config's ``review.on_open``, which
+  intake reads: routing cannot). Drafts are reviewed once marked ready. ``synchronize`` is
+  ignored: reviewing every push floods people and costs money; ``/nightcrew review`` asks.
+- ``pull_request_review.submitted`` with changes requested by a person, on a PR nightcrew
+  authored → revise; the task is the PR, ``review_id`` the review.
+- ``pull_request_review_comment.created`` on a PR nightcrew authored → revise only if it
+  mentions ``@{app_slug}`` or has a ``/nightcrew fix`` line (its text in ``args``, its id in
+  ``review_comment_id``). A plain review comment belongs to a review whose ``submitted`` event
+  routes already; acting on each comment would start one revision per comment.
 - ``installation``/``installation_repositories`` → an ``InstallationChange``, not a task.
 
-No loops: whatever a bot sends (nightcrew included) never starts or steers work, except the
-pull_request events of nightcrew's own PRs, which are what asks for a review. Installation
-changes count whoever sends them: they are bookkeeping, not work.
+``trigger`` is the webhook event and action (``pull_request_review.submitted``) of a command
+from a pull_request, pull_request_review or pull_request_review_comment event, and empty for
+one from an issue or an issue comment.
+
+No loops: whatever a bot sends (nightcrew included) never starts or steers work, except
+nightcrew opening (or marking ready) a PR, which is what asks for a review of its own PR.
+Installation changes count whoever sends them: they are bookkeeping, not work.
+
+Hostile text stays inert the same way in issue and review comments: only the scanned top is
+read, invisible characters are dropped, quoted (``>``) and fenced lines are not commands.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Iterator, Mapping
@@ -48,7 +67,7 @@ CommandKind = Literal[
     "start", "review", "cancel", "pause", "resume", "retry", "budget", "approve", "status", "help",
     "revise",
 ]
-# The verbs a person may type after /nightcrew; "revise" only comes from reviews.
+# The verbs a person may type after /nightcrew; "revise" is fix on a pull request, or a review.
 COMMANDS: tuple[CommandKind, ...] = (
     "start", "review", "cancel", "pause", "resume", "retry", "budget", "approve", "status", "help",
 )
@@ -76,8 +95,12 @@ class Command:
     actor: str
     installation_id: int | None
     args: str = ""
-    comment_id: int | None = None
+    comment_id: int | None = None  # the issue comment that asked (intake reacts to it)
     is_pull_request: bool = False
+    trigger: str = ""  # "pull_request.opened", …: the event that asked; "" for issues, comments
+    own_pull_request: bool = False  # the pull request is nightcrew's (its author is the App)
+    review_id: int | None = None  # the review that requested changes
+    review_comment_id: int | None = None  # the inline review comment that asked
 
 
 @dataclass(frozen=True)
@@ -157,13 +180,13 @@ def route(
     if isinstance(parsed, IssuesEvent):
         return _route_issue(parsed, trigger_label, bot_login)
     if isinstance(parsed, IssueCommentEvent):
-        return _route_comment(parsed, app_slug)
+        return _route_comment(parsed, app_slug, bot_login)
     if isinstance(parsed, PullRequestEvent):
         return _route_pull_request(parsed, bot_login)
     if isinstance(parsed, PullRequestReviewEvent):
         return _route_review(parsed, bot_login)
     if isinstance(parsed, PullRequestReviewCommentEvent):
-        return _route_review_comment(parsed, bot_login)
+        return _route_review_comment(parsed, app_slug, bot_login)
     if isinstance(parsed, InstallationEvent | InstallationRepositoriesEvent):
         return _installation_change(parsed)
     return _route_other(parsed)
@@ -195,7 +218,7 @@ def _route_issue(event: IssuesEvent, trigger_label: str, bot_login: str) -> Rout
     )
 
 
-def _route_comment(event: IssueCommentEvent, app_slug: str) -> Route:
+def _route_comment(event: IssueCommentEvent, app_slug: str, bot_login: str) -> Route:
     if event.action != "created":
         return Ignore(f"issue_comment.{event.action} does not trigger work (edits never re-trigger)")
     if (from_bot := _from_bot(event.sender, event.comment.user)) is not None:
@@ -209,6 +232,10 @@ def _route_comment(event: IssueCommentEvent, app_slug: str) -> Route:
         return UnknownCommand(
             request.verb, task, event.sender.login, _installation_id(event), event.comment.id
         )
+    on_pull_request = event.issue.pull_request is not None
+    if on_pull_request and kind == "start":
+        kind = "revise"  # on a PR, fix means: revise this PR (intake checks it is nightcrew's)
+    author = event.issue.user.login if event.issue.user is not None else None
     return Command(
         kind=kind,
         task=task,
@@ -216,17 +243,27 @@ def _route_comment(event: IssueCommentEvent, app_slug: str) -> Route:
         installation_id=_installation_id(event),
         args=request.args,
         comment_id=event.comment.id,
-        is_pull_request=event.issue.pull_request is not None,
+        is_pull_request=on_pull_request,
+        own_pull_request=on_pull_request and _same_login(author, bot_login),
     )
 
 
 def _route_pull_request(event: PullRequestEvent, bot_login: str) -> Route:
-    # No bot check here: nightcrew[bot] opening or pushing to its own PR is the review trigger.
-    if event.action not in ("opened", "synchronize"):
+    if event.action == "synchronize":
+        return Ignore("pull_request.synchronize: pushes are not reviewed (each push would be a "
+                      "paid review and a round of comments); comment /nightcrew review to ask")
+    if event.action not in ("opened", "ready_for_review"):
         return Ignore(f"pull_request.{event.action} is not handled")
-    if (not_ours := _not_nightcrew_pr(event.pull_request, bot_login)) is not None:
-        return not_ours
-    return _pr_command("review", event, event.number)
+    # nightcrew[bot] opening its own PR is the main review trigger: only other bots are ignored.
+    if not _same_login(event.sender.login, bot_login):
+        if (from_bot := _from_bot(event.sender)) is not None:
+            return from_bot
+    if event.pull_request.draft is True:
+        return Ignore(f"pull request #{event.number} is a draft; drafts are reviewed when "
+                      "marked ready")
+    if event.pull_request.state != "open":
+        return Ignore(f"pull request #{event.number} is {event.pull_request.state}")
+    return _pr_command("review", event, event.number, bot_login)
 
 
 def _route_review(event: PullRequestReviewEvent, bot_login: str) -> Route:
@@ -237,15 +274,26 @@ def _route_review(event: PullRequestReviewEvent, bot_login: str) -> Route:
     state = event.review.state.lower()
     if state != "changes_requested":
         return Ignore(f"a review in state {state!r} asks for no changes")
-    return _pr_command("revise", event, event.pull_request.number)
+    command = _pr_command("revise", event, event.pull_request.number, bot_login)
+    return dataclasses.replace(command, review_id=event.review.id)
 
 
-def _route_review_comment(event: PullRequestReviewCommentEvent, bot_login: str) -> Route:
+def _route_review_comment(
+    event: PullRequestReviewCommentEvent, app_slug: str, bot_login: str,
+) -> Route:
     if event.action != "created":
         return Ignore(f"pull_request_review_comment.{event.action} does not trigger work")
     if (skip := _review_skip(event, bot_login, event.comment.user)) is not None:
         return skip
-    return _pr_command("revise", event, event.pull_request.number)
+    request = parse_request(event.comment.body, app_slug)
+    if request is None:
+        return Ignore(f"a review comment without @{app_slug} or /nightcrew fix is part of a "
+                      "review, which its pull_request_review.submitted event routes")
+    if request.verb != "fix":
+        return Ignore(f"/nightcrew {request.verb} is not read in a review comment (only fix "
+                      "and mentions are); comment on the pull request's conversation")
+    command = _pr_command("revise", event, event.pull_request.number, bot_login)
+    return dataclasses.replace(command, args=request.args, review_comment_id=event.comment.id)
 
 
 def _installation_change(
@@ -288,6 +336,7 @@ def _pr_command(
     kind: CommandKind,
     event: PullRequestEvent | PullRequestReviewEvent | PullRequestReviewCommentEvent,
     number: int,
+    bot_login: str,
 ) -> Command:
     return Command(
         kind=kind,
@@ -295,7 +344,16 @@ def _pr_command(
         actor=event.sender.login,
         installation_id=_installation_id(event),
         is_pull_request=True,
+        trigger=f"{_EVENT_NAMES[type(event)]}.{event.action}",
+        own_pull_request=_same_login(event.pull_request.user.login, bot_login),
     )
+
+
+_EVENT_NAMES: dict[type, str] = {
+    PullRequestEvent: "pull_request",
+    PullRequestReviewEvent: "pull_request_review",
+    PullRequestReviewCommentEvent: "pull_request_review_comment",
+}
 
 
 def _from_bot(*accounts: Account | None) -> Ignore | None:

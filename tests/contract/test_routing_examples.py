@@ -1,8 +1,11 @@
 """Every vendored GitHub example body of a subscribed event goes through parse + route.
 
-The examples are octokit's (GitHub-docs style) payloads. As shipped, none asks nightcrew for
-work (no trigger label, no command, no PR by nightcrew[bot]); patched the way the real
-deliveries differ, the triggering ones must become the expected commands.
+The examples are octokit's (GitHub-docs style) payloads, vendored from the npm package
+``@octokit/webhooks-examples`` (devhub/spec, see its NOTICE.md). As shipped, the only ones that
+ask nightcrew for work are a person opening (or marking ready) a pull request, which routes to
+a review intake may decline (the repo's ``review.on_open``); patched the way the real
+deliveries differ (a trigger label, a command, a PR by nightcrew[bot]), the triggering ones
+must become the expected commands.
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ SUBSCRIBED = [
 ]
 BOT = {"login": "nightcrew[bot]", "type": "Bot"}
 INSTALLATION = "an InstallationChange built from the body"
+REVIEW = "a review Command of a person's PR, triggered by the action"
 _ISSUE_ACTIONS_IGNORED = (
     "edited", "deleted", "demilestoned", "locked", "milestoned", "opened", "pinned", "reopened",
     "transferred", "unassigned", "unlabeled", "unlocked", "unpinned",
 )
 _PR_ACTIONS_IGNORED = (
-    "assigned", "closed", "converted_to_draft", "labeled", "locked", "ready_for_review",
-    "reopened", "review_request_removed", "review_requested", "unassigned", "unlabeled",
-    "unlocked",
+    "assigned", "closed", "converted_to_draft", "labeled", "locked", "reopened",
+    "review_request_removed", "review_requested", "unassigned", "unlabeled", "unlocked",
 )
 # (event, action) → what an unpatched example routes to: a fragment of the Ignore reason.
 EXPECTED: dict[tuple[str, str | None], str] = {
@@ -53,8 +56,9 @@ EXPECTED: dict[tuple[str, str | None], str] = {
     **{("issues", a): f"issues.{a} is not handled" for a in _ISSUE_ACTIONS_IGNORED},
     ("ping", None): "ping",
     ("push", None): "event 'push' is not handled",
-    ("pull_request", "opened"): "is by 'Codertocat', not by 'nightcrew[bot]'",
-    ("pull_request", "synchronize"): "is by 'Codertocat', not by 'nightcrew[bot]'",
+    ("pull_request", "opened"): REVIEW,
+    ("pull_request", "ready_for_review"): REVIEW,
+    ("pull_request", "synchronize"): "pushes are not reviewed",
     **{("pull_request", a): f"pull_request.{a} is not handled" for a in _PR_ACTIONS_IGNORED},
     ("pull_request_review", "submitted"): "is by 'Codertocat', not by 'nightcrew[bot]'",
     ("pull_request_review", "dismissed"): "pull_request_review.dismissed is not handled",
@@ -100,6 +104,12 @@ def test_every_example_parses_and_routes_as_expected(event: str, body: dict[str,
     expected = EXPECTED[event, body.get("action")]
     if expected is INSTALLATION:
         assert decision == expected_installation_change(event, body)
+    elif expected is REVIEW:
+        assert decision == Command(
+            "review", task_of(body, body["number"]), body["sender"]["login"],
+            installation_id(body), is_pull_request=True,
+            trigger=f"pull_request.{body['action']}", own_pull_request=False,
+        )
     else:
         assert isinstance(decision, Ignore) and expected in decision.reason, decision
 
@@ -160,12 +170,56 @@ def test_commands_in_real_comments(text: str, kind: CommandKind, args: str) -> N
         )
 
 
+def on_a_pull_request(body: dict[str, Any], author: dict[str, Any] | None = None) -> None:
+    """Make a real issue_comment body's issue a pull request (as GitHub sends it), by author."""
+    number = body["issue"]["number"]
+    repo = body["repository"]["full_name"]
+    body["issue"]["pull_request"] = {
+        "url": f"https://api.github.com/repos/{repo}/pulls/{number}",
+        "html_url": f"https://github.com/{repo}/pull/{number}",
+        "diff_url": f"https://github.com/{repo}/pull/{number}.diff",
+        "patch_url": f"https://github.com/{repo}/pull/{number}.patch",
+        "merged_at": None,
+    }
+    if author is not None:
+        body["issue"]["user"] = {**body["issue"]["user"], **author}
+
+
 def test_real_comment_on_a_pull_request_is_marked() -> None:
     for body in examples("issue_comment", "created"):
         body["comment"]["body"] = "/nightcrew review"
-        body["issue"]["pull_request"] = {"url": "https://api.github.com/repos/o/r/pulls/1"}
+        on_a_pull_request(body)
+        assert routed("issue_comment", body) == Command(
+            "review", task_of(body, body["issue"]["number"]), body["sender"]["login"],
+            installation_id(body), comment_id=body["comment"]["id"], is_pull_request=True,
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "args"),
+    [
+        ("/nightcrew fix keep the old name as an alias", "keep the old name as an alias"),
+        ("Thanks. @nightcrew please add a test", "please add a test"),
+    ],
+)
+def test_fix_in_real_comments_on_a_pull_request_asks_for_a_revision(text: str, args: str) -> None:
+    for author, own in ((BOT, True), (None, False)):
+        for body in examples("issue_comment", "created"):
+            body["comment"]["body"] = text
+            on_a_pull_request(body, author)
+            assert routed("issue_comment", body) == Command(
+                "revise", task_of(body, body["issue"]["number"]), body["sender"]["login"],
+                installation_id(body), args=args, comment_id=body["comment"]["id"],
+                is_pull_request=True, own_pull_request=own,
+            )
+
+
+def test_steering_in_real_comments_on_a_pull_request_keeps_its_kind() -> None:
+    for body in examples("issue_comment", "created"):
+        body["comment"]["body"] = "/nightcrew cancel"
+        on_a_pull_request(body, BOT)
         decision = routed("issue_comment", body)
-        assert isinstance(decision, Command) and decision.is_pull_request
+        assert isinstance(decision, Command) and decision.kind == "cancel"
 
 
 def test_real_comments_by_nightcrew_or_edited_never_trigger() -> None:
@@ -176,14 +230,47 @@ def test_real_comments_by_nightcrew_or_edited_never_trigger() -> None:
         assert isinstance(routed("issue_comment", body), Ignore)
 
 
-def test_nightcrews_real_pull_requests_ask_for_review() -> None:
-    for body in examples("pull_request", "opened", "synchronize"):
-        body["pull_request"]["user"] = {**body["pull_request"]["user"], **BOT}
+def nightcrews(body: dict[str, Any], *, sent_by_nightcrew: bool = True) -> dict[str, Any]:
+    """A real pull_request* body patched so nightcrew[bot] authored (and sent) it."""
+    body["pull_request"]["user"] = {**body["pull_request"]["user"], **BOT}
+    if sent_by_nightcrew:
         body["sender"] = {**body["sender"], **BOT}
+    return body
+
+
+def test_nightcrews_real_pull_requests_ask_for_review() -> None:
+    bodies = list(examples("pull_request", "opened", "ready_for_review"))
+    assert {b["action"] for b in bodies} == {"opened", "ready_for_review"}
+    for body in map(nightcrews, bodies):
         assert routed("pull_request", body) == Command(
             "review", task_of(body, body["number"]), "nightcrew[bot]", installation_id(body),
-            is_pull_request=True,
+            is_pull_request=True, trigger=f"pull_request.{body['action']}",
+            own_pull_request=True,
         )
+
+
+def test_real_draft_pull_requests_are_reviewed_once_ready() -> None:
+    for body in map(nightcrews, examples("pull_request", "opened")):
+        body["pull_request"]["draft"] = True
+        decision = routed("pull_request", body)
+        assert isinstance(decision, Ignore) and "drafts are reviewed when marked" in decision.reason
+
+
+def test_pushes_to_nightcrews_real_pull_requests_are_not_reviewed() -> None:
+    bodies = list(map(nightcrews, examples("pull_request", "synchronize")))
+    assert bodies
+    for body in bodies:
+        decision = routed("pull_request", body)
+        assert isinstance(decision, Ignore) and "/nightcrew review" in decision.reason
+
+
+def test_real_pull_requests_other_bots_open_are_not_reviewed() -> None:
+    for body in examples("pull_request", "opened", "ready_for_review"):
+        dependabot = {"login": "dependabot[bot]", "type": "Bot"}
+        body["pull_request"]["user"] = {**body["pull_request"]["user"], **dependabot}
+        body["sender"] = {**body["sender"], **dependabot}
+        decision = routed("pull_request", body)
+        assert isinstance(decision, Ignore) and "bot" in decision.reason
 
 
 def test_other_actions_on_nightcrews_real_pull_requests_do_nothing() -> None:
@@ -203,15 +290,53 @@ def test_changes_requested_on_nightcrews_real_pull_request_asks_for_a_revision()
         assert routed("pull_request_review", body) == Command(
             "revise", task_of(body, body["pull_request"]["number"]), body["sender"]["login"],
             installation_id(body), is_pull_request=True,
+            trigger="pull_request_review.submitted", own_pull_request=True,
+            review_id=body["review"]["id"],
         )
 
 
-def test_inline_comments_on_nightcrews_real_pull_request_ask_for_a_revision() -> None:
-    for body in examples("pull_request_review_comment", "created"):
-        body["pull_request"]["user"] = {**body["pull_request"]["user"], **BOT}
+def test_a_plain_real_inline_comment_is_left_to_its_review() -> None:
+    bodies = [nightcrews(b, sent_by_nightcrew=False)
+              for b in examples("pull_request_review_comment", "created")]
+    assert bodies
+    for body in bodies:
         decision = routed("pull_request_review_comment", body)
-        assert isinstance(decision, Command) and decision.kind == "revise"
-        body["sender"] = {**body["sender"], **BOT}  # nightcrew's own review comment: no loop
+        assert isinstance(decision, Ignore) and "part of a review" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "args"),
+    [
+        ("@nightcrew use more emoji here", "use more emoji here"),
+        ("Maybe.\n/nightcrew fix use more emoji here", "use more emoji here"),
+        ("\u200b@nightcrew\u200d use more emoji here", "use more emoji here"),
+    ],
+)
+def test_inline_comments_asking_nightcrew_on_its_real_pull_request_ask_for_a_revision(
+    text: str, args: str
+) -> None:
+    for body in examples("pull_request_review_comment", "created"):
+        nightcrews(body, sent_by_nightcrew=False)
+        body["comment"]["body"] = text
+        assert routed("pull_request_review_comment", body) == Command(
+            "revise", task_of(body, body["pull_request"]["number"]), body["sender"]["login"],
+            installation_id(body), args=args, is_pull_request=True,
+            trigger="pull_request_review_comment.created", own_pull_request=True,
+            review_comment_id=body["comment"]["id"],
+        )
+        body["sender"] = {**body["sender"], **BOT}  # nightcrew's own thread reply: no loop
+        body["comment"]["user"] = {**body["comment"]["user"], **BOT}
+        assert isinstance(routed("pull_request_review_comment", body), Ignore)
+
+
+@pytest.mark.parametrize(
+    "text", ["> @nightcrew use more emoji", "```suggestion\n@nightcrew fix\n```",
+             "`@nightcrew` could do this"],
+)
+def test_quoted_or_fenced_asks_in_real_inline_comments_are_inert(text: str) -> None:
+    for body in examples("pull_request_review_comment", "created"):
+        nightcrews(body, sent_by_nightcrew=False)
+        body["comment"]["body"] = text
         assert isinstance(routed("pull_request_review_comment", body), Ignore)
 
 

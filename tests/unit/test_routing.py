@@ -37,6 +37,7 @@ def labeled(label: str = "nightcrew", sender: dict[str, Any] | None = None, **is
 
 
 def comment(body: str, action: str = "created", **extra: Any) -> dict[str, Any]:
+    """An issue_comment payload; ``pull_request=…`` makes the issue a pull request."""
     return {
         "action": action,
         "comment": {"id": 555, "body": body},
@@ -103,7 +104,8 @@ def test_comment_without_command_is_ignored() -> None:
 
 def test_command_on_a_pull_request_is_marked() -> None:
     decision = route("issue_comment", comment("/nightcrew review", pull_request={"url": "x"}))
-    assert isinstance(decision, Command) and decision.is_pull_request
+    assert decision == Command("review", TaskKey("octo", "hello", 7), "alice", 99,
+                               comment_id=555, is_pull_request=True)
 
 
 def test_unhandled_event_is_ignored() -> None:
@@ -243,6 +245,70 @@ def test_mention_on_a_pull_request_is_marked() -> None:
     assert isinstance(decision, Command) and decision.is_pull_request
 
 
+# --- comments on pull requests: fix means revise this PR ---------------------------------------
+
+ON_PR = {"url": "https://api.github.com/repos/octo/hello/pulls/7"}
+
+
+@pytest.mark.parametrize(
+    ("body", "args"),
+    [
+        ("/nightcrew fix rename the helper", "rename the helper"),
+        ("/nightcrew", ""),
+        ("/nightcrew start", ""),
+        ("@nightcrew please handle the review", "please handle the review"),
+        ("Thanks!\n@nightcrew[bot]: the tests\nfail on 3.12", "the tests\nfail on 3.12"),
+    ],
+)
+def test_fix_or_a_mention_on_a_pull_request_asks_for_a_revision(body: str, args: str) -> None:
+    # Any PR: intake checks it is nightcrew's and replies otherwise; routing cannot know config.
+    decision = route("issue_comment", comment(body, pull_request=ON_PR))
+    assert decision == Command("revise", TaskKey("octo", "hello", 7), "alice", 99, args=args,
+                               comment_id=555, is_pull_request=True)
+
+
+def test_fix_on_a_pull_request_says_whether_the_pr_is_nightcrews() -> None:
+    ours = route("issue_comment", comment("/nightcrew fix", pull_request=ON_PR, user=NIGHTCREW))
+    theirs = route("issue_comment", comment("/nightcrew fix", pull_request=ON_PR, user=ALICE))
+    assert isinstance(ours, Command) and ours.kind == "revise" and ours.own_pull_request
+    assert isinstance(theirs, Command) and theirs.kind == "revise" and not theirs.own_pull_request
+    other_app = route("issue_comment", comment("/acme fix", pull_request=ON_PR, user=NIGHTCREW),
+                      app_slug="acme")
+    assert isinstance(other_app, Ignore)  # the slash verb is /nightcrew; acme reads @acme only
+    mention = route("issue_comment", comment("@acme fix", pull_request=ON_PR, user=NIGHTCREW),
+                    app_slug="acme")
+    assert isinstance(mention, Command) and not mention.own_pull_request
+
+
+def test_fix_on_a_plain_issue_still_starts() -> None:
+    decision = route("issue_comment", comment("/nightcrew fix it", user=ALICE))
+    assert decision == Command("start", TaskKey("octo", "hello", 7), "alice", 99, args="it",
+                               comment_id=555)
+
+
+@pytest.mark.parametrize("verb", ["cancel", "pause", "resume", "retry", "status", "help",
+                                  "approve", "budget"])
+def test_steering_verbs_on_a_pull_request_keep_their_kind(verb: str) -> None:
+    decision = route("issue_comment", comment(f"/nightcrew {verb}", pull_request=ON_PR))
+    assert isinstance(decision, Command)
+    assert (decision.kind, decision.is_pull_request, decision.trigger) == (verb, True, "")
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["> /nightcrew fix", "```\n/nightcrew fix\n```", "`@nightcrew` fix", "> @nightcrew fix it"],
+)
+def test_quoted_or_fenced_fix_on_a_pull_request_is_inert(body: str) -> None:
+    assert isinstance(route("issue_comment", comment(body, pull_request=ON_PR)), Ignore)
+
+
+def test_a_bot_commenting_fix_on_a_pull_request_is_ignored() -> None:
+    payload = comment("/nightcrew fix", pull_request=ON_PR, user=NIGHTCREW)
+    payload["sender"] = NIGHTCREW
+    decision = route("issue_comment", payload)
+    assert isinstance(decision, Ignore) and "bot" in decision.reason
+
+
 def test_a_command_past_the_scanned_top_is_not_read() -> None:
     late = "x" * SCAN_CHARS + "\n/nightcrew fix"
     many_lines = "ok\n" * SCAN_LINES + "/nightcrew fix"
@@ -299,12 +365,13 @@ ALICE = {"login": "alice", "type": "User"}
 
 
 def pull_request(action: str = "opened", author: dict[str, Any] = NIGHTCREW,
-                 sender: dict[str, Any] = NIGHTCREW) -> dict[str, Any]:
+                 sender: dict[str, Any] = NIGHTCREW, **pr: Any) -> dict[str, Any]:
     return {
         "action": action,
         "number": 12,
-        "pull_request": {"number": 12, "user": author,
-                         "head": {"ref": "nightcrew/issue-7", "repo": {"full_name": "octo/hello"}}},
+        "pull_request": {"number": 12, "user": author, "state": "open", "draft": False,
+                         "head": {"ref": "nightcrew/issue-7", "repo": {"full_name": "octo/hello"}},
+                         **pr},
         "repository": {"full_name": "octo/hello"},
         "sender": sender,
         "installation": {"id": 99},
@@ -319,33 +386,96 @@ def review(state: str = "changes_requested", action: str = "submitted",
 
 
 def review_comment(action: str = "created", author: dict[str, Any] = NIGHTCREW,
-                   sender: dict[str, Any] = ALICE) -> dict[str, Any]:
+                   sender: dict[str, Any] = ALICE, body: str = "@nightcrew rename this"
+                   ) -> dict[str, Any]:
     payload = pull_request(author=author, sender=sender)
     del payload["number"]
-    return {**payload, "action": action, "comment": {"id": 4, "body": "rename this", "user": sender}}
+    return {**payload, "action": action, "comment": {"id": 4, "body": body, "user": sender}}
 
 
 PR_TASK = TaskKey("octo", "hello", 12)
 
 
-@pytest.mark.parametrize("action", ["opened", "synchronize"])
+@pytest.mark.parametrize("action", ["opened", "ready_for_review"])
 def test_nightcrews_own_pull_request_asks_for_a_review(action: str) -> None:
     # Sent by nightcrew[bot] itself: the bot rule must not swallow the review trigger.
     decision = route("pull_request", pull_request(action))
-    assert decision == Command("review", PR_TASK, "nightcrew[bot]", 99, is_pull_request=True)
+    assert decision == Command("review", PR_TASK, "nightcrew[bot]", 99, is_pull_request=True,
+                               trigger=f"pull_request.{action}", own_pull_request=True)
 
 
-def test_other_pull_requests_are_not_reviewed() -> None:
-    decision = route("pull_request", pull_request(author=ALICE, sender=ALICE))
-    assert isinstance(decision, Ignore) and "'alice'" in decision.reason
-    assert isinstance(route("pull_request", pull_request("closed")), Ignore)
-    assert isinstance(route("pull_request", pull_request(), app_slug="acme"), Ignore)
+@pytest.mark.parametrize("action", ["opened", "ready_for_review"])
+def test_a_persons_pull_request_asks_for_a_review_that_intake_may_decline(action: str) -> None:
+    # Whether it is reviewed is the repo config's review.on_open, which intake reads.
+    decision = route("pull_request", pull_request(action, author=ALICE, sender=ALICE))
+    assert decision == Command("review", PR_TASK, "alice", 99, is_pull_request=True,
+                               trigger=f"pull_request.{action}", own_pull_request=False)
+
+
+def test_own_pull_request_follows_the_app_slug() -> None:
+    ours = route("pull_request", pull_request(author={"login": "Acme[bot]", "type": "Bot"},
+                                              sender={"login": "acme[bot]", "type": "Bot"}),
+                 app_slug="acme")
+    assert isinstance(ours, Command) and ours.own_pull_request and ours.actor == "acme[bot]"
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [{"login": "dependabot[bot]", "type": "Bot"}, {"login": "renovate[bot]", "type": "User"},
+     {"login": "ci-helper", "type": "Bot"}],
+)
+def test_pull_requests_other_bots_open_are_not_reviewed(sender: dict[str, Any]) -> None:
+    for action in ("opened", "ready_for_review"):
+        decision = route("pull_request", pull_request(action, author=sender, sender=sender))
+        assert isinstance(decision, Ignore) and "bot" in decision.reason
+    # nightcrew under another slug is just another bot
+    decision = route("pull_request", pull_request(), app_slug="acme")
+    assert isinstance(decision, Ignore) and "bot" in decision.reason
+
+
+@pytest.mark.parametrize(("author", "sender"), [(NIGHTCREW, NIGHTCREW), (ALICE, ALICE)])
+def test_draft_pull_requests_wait_until_marked_ready(
+    author: dict[str, Any], sender: dict[str, Any]
+) -> None:
+    decision = route("pull_request", pull_request(author=author, sender=sender, draft=True))
+    assert decision == Ignore("pull request #12 is a draft; drafts are reviewed when marked ready")
+    ready = route("pull_request", pull_request("ready_for_review", author=author, sender=sender))
+    assert isinstance(ready, Command) and ready.trigger == "pull_request.ready_for_review"
+
+
+def test_a_missing_or_null_draft_is_not_a_draft() -> None:
+    payload = pull_request(draft=None)
+    assert isinstance(route("pull_request", payload), Command)
+    del payload["pull_request"]["draft"]
+    assert isinstance(route("pull_request", payload), Command)
+
+
+@pytest.mark.parametrize(("author", "sender"), [(NIGHTCREW, NIGHTCREW), (ALICE, ALICE)])
+def test_pushes_are_not_reviewed(author: dict[str, Any], sender: dict[str, Any]) -> None:
+    decision = route("pull_request", pull_request("synchronize", author=author, sender=sender))
+    assert isinstance(decision, Ignore)
+    assert "pushes are not reviewed" in decision.reason and "/nightcrew review" in decision.reason
+
+
+@pytest.mark.parametrize("action", ["closed", "reopened", "edited", "converted_to_draft",
+                                    "labeled", "review_requested"])
+def test_other_pull_request_actions_are_not_handled(action: str) -> None:
+    decision = route("pull_request", pull_request(action))
+    assert decision == Ignore(f"pull_request.{action} is not handled")
+
+
+def test_a_pull_request_draft_must_be_a_boolean() -> None:
+    with pytest.raises(MalformedPayload, match="^pull_request.draft"):
+        route("pull_request", pull_request(draft="yes"))
 
 
 @pytest.mark.parametrize("state", ["changes_requested", "CHANGES_REQUESTED"])
 def test_changes_requested_on_nightcrews_pr_asks_for_a_revision(state: str) -> None:
     decision = route("pull_request_review", review(state))
-    assert decision == Command("revise", PR_TASK, "alice", 99, is_pull_request=True)
+    assert decision == Command("revise", PR_TASK, "alice", 99, is_pull_request=True,
+                               trigger="pull_request_review.submitted", own_pull_request=True,
+                               review_id=3)
+    assert isinstance(decision, Command) and decision.args == "" and decision.comment_id is None
 
 
 @pytest.mark.parametrize(
@@ -364,18 +494,77 @@ def test_reviews_that_ask_nothing_of_nightcrew(payload: dict[str, Any], reason: 
     assert isinstance(decision, Ignore) and reason in decision.reason
 
 
-def test_inline_comment_on_nightcrews_pr_asks_for_a_revision() -> None:
-    decision = route("pull_request_review_comment", review_comment())
-    assert decision == Command("revise", PR_TASK, "alice", 99, is_pull_request=True)
+@pytest.mark.parametrize(
+    ("body", "args"),
+    [
+        ("@nightcrew rename this", "rename this"),
+        ("Looks off. @NightCrew[bot], use a dict here", "use a dict here"),
+        ("/nightcrew fix use a dict here", "use a dict here"),
+        ("nit\n/nightcrew fix", ""),
+        ("\u200b/nightcrew fix drop the cast", "drop the cast"),
+        ("@night\u200dcrew drop the cast", "drop the cast"),
+    ],
+)
+def test_an_inline_comment_that_asks_nightcrew_asks_for_a_revision(body: str, args: str) -> None:
+    decision = route("pull_request_review_comment", review_comment(body=body))
+    assert decision == Command("revise", PR_TASK, "alice", 99, args=args, is_pull_request=True,
+                               trigger="pull_request_review_comment.created",
+                               own_pull_request=True, review_comment_id=4)
+    # Not an issue comment: intake must not react to it through the issue-comment API.
+    assert isinstance(decision, Command) and decision.comment_id is None
+
+
+def test_a_plain_inline_comment_is_left_to_its_review() -> None:
+    decision = route("pull_request_review_comment", review_comment(body="rename this"))
+    assert isinstance(decision, Ignore)
+    assert "part of a review" in decision.reason and "submitted" in decision.reason
 
 
 @pytest.mark.parametrize(
-    "payload",
-    [review_comment("edited"), review_comment("deleted"), review_comment(author=ALICE),
-     review_comment(sender=NIGHTCREW)],
+    "body",
+    [
+        "> @nightcrew rename this",
+        "> /nightcrew fix",
+        "```suggestion\n@nightcrew fix\n```",
+        "~~~\n/nightcrew fix\n~~~",
+        "`@nightcrew` is the bot",
+        "ask @nightcrew-staging",
+        "mail me@nightcrew.dev",
+        "please run /nightcrew fix",
+        "x" * SCAN_CHARS + "\n@nightcrew fix",
+    ],
 )
-def test_inline_comments_that_ask_nothing(payload: dict[str, Any]) -> None:
-    assert isinstance(route("pull_request_review_comment", payload), Ignore)
+def test_hostile_or_quoted_text_in_an_inline_comment_is_inert(body: str) -> None:
+    decision = route("pull_request_review_comment", review_comment(body=body))
+    assert isinstance(decision, Ignore) and "part of a review" in decision.reason
+
+
+@pytest.mark.parametrize("body", ["/nightcrew status", "/nightcrew review", "/nightcrew frob"])
+def test_other_verbs_in_an_inline_comment_are_not_read(body: str) -> None:
+    decision = route("pull_request_review_comment", review_comment(body=body))
+    assert isinstance(decision, Ignore) and "not read in a review comment" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (review_comment("edited"), "does not trigger work"),
+        (review_comment("deleted"), "does not trigger work"),
+        (review_comment(author=ALICE), "is by 'alice'"),
+        (review_comment(sender=NIGHTCREW), "bot"),  # nightcrew's own thread replies
+        (review_comment(sender={"login": "linter[bot]", "type": "Bot"}), "bot"),
+    ],
+)
+def test_inline_comments_that_ask_nothing(payload: dict[str, Any], reason: str) -> None:
+    decision = route("pull_request_review_comment", payload)
+    assert isinstance(decision, Ignore) and reason in decision.reason
+
+
+def test_an_inline_reply_authored_by_nightcrew_is_ignored_whoever_sends_it() -> None:
+    payload = review_comment()
+    payload["comment"]["user"] = NIGHTCREW
+    decision = route("pull_request_review_comment", payload)
+    assert isinstance(decision, Ignore) and "bot" in decision.reason
 
 
 # --- installations -----------------------------------------------------------------------------
