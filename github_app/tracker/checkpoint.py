@@ -193,6 +193,23 @@ def _verified(payload: str, signature: str, key: bytes, task: str) -> BlockRead:
     return BlockRead(cp, None)
 
 
+def sign(key: bytes, scope: str, payload: str) -> str:
+    """The HMAC a signed block of ``scope`` carries (the review ledger signs with it too)."""
+    _require_key(key)
+    return _mac(key, scope, payload)
+
+
+def signed_by(signature: str, key: bytes, scope: str, payload: str) -> bool:
+    """Whether ``signature`` is ours over ``payload`` for ``scope`` (constant time)."""
+    _require_key(key)
+    return _signature_ok(signature, key, scope, payload)
+
+
+def decode_payload(payload: str) -> bytes:
+    """A block's base64url payload as bytes; ``CheckpointError`` if it is not base64url."""
+    return _decode(payload)
+
+
 def _mac(key: bytes, task: str, payload: str) -> str:
     """Hex HMAC-SHA256 over the version, the task and the exact payload text.
 

@@ -104,9 +104,9 @@ def parse_finding(entry: Any, index: int = 0, *, id_prefix: str = "f") -> Findin
         raise FindingError(f"{where}: path must be a repository-relative file path")
     line = _line(entry, "line", where, required=True)
     end_line = _line(entry, "end_line", where, required=False)
-    side = entry.get("side", "RIGHT")
-    side = side.upper() if isinstance(side, str) else side
-    if side not in ("RIGHT", "LEFT"):
+    raw_side = entry.get("side", "RIGHT")
+    side: Side = "LEFT" if isinstance(raw_side, str) and raw_side.upper() == "LEFT" else "RIGHT"
+    if not isinstance(raw_side, str) or raw_side.upper() not in ("RIGHT", "LEFT"):
         raise FindingError(f"{where}: side must be RIGHT or LEFT")
     severity = entry.get("severity", "medium")
     severity = severity.lower() if isinstance(severity, str) else severity

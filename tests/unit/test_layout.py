@@ -44,6 +44,7 @@ REDIS_USERS = {
     "github_app/queue/label_cache.py",
     "github_app/queue/model_hold.py",
     "github_app/queue/reconcile.py",
+    "github_app/queue/reviews.py",  # one review round running and one waiting per PR
     "github_app/queue/scheduler.py",
     "github_app/queue/stopper.py",
     "github_app/tracker/eventlog.py",  # the live event stream beside the JSONL file
