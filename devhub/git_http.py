@@ -65,6 +65,16 @@ class DiffFile:
         """The `side` line number shown at a diff `position`, if any."""
         return next((at for index, at in self._walk(side) if index == position), None)
 
+    def hunk_of(self, line: int, side: str) -> int | None:
+        """Which hunk (0 for the first `@@`) shows `line` on `side`, if any."""
+        hunk = -1
+        for _, at, header in self._rows(side):
+            if header:
+                hunk += 1
+            elif at == line:
+                return hunk
+        return None
+
     def hunk_until(self, line: int, side: str) -> str:
         """The diff hunk up to and including `line`, GitHub's `diff_hunk` of a review comment."""
         position = self.position_of(line, side)
@@ -76,23 +86,58 @@ class DiffFile:
 
     def _walk(self, side: str) -> list[tuple[int, int | None]]:
         """(position, line number on `side` or None) for every line of the patch."""
-        rows: list[tuple[int, int | None]] = []
+        return [(index, at) for index, at, _ in self._rows(side)]
+
+    def _rows(self, side: str) -> list[tuple[int, int | None, bool]]:
+        """(position, line number on `side` or None, is a hunk header) for every patch line."""
+        rows: list[tuple[int, int | None, bool]] = []
         old = new = 0
         for index, raw in enumerate((self.patch or "").splitlines()):
             match = _HUNK.match(raw)
             if match:
                 old, new = int(match.group(1)), int(match.group(3))
-                rows.append((index, None))
+                rows.append((index, None, True))
             elif raw.startswith("-"):
-                rows.append((index, old if side == "LEFT" else None))
+                rows.append((index, old if side == "LEFT" else None, False))
                 old += 1
             elif raw.startswith("+"):
-                rows.append((index, new if side == "RIGHT" else None))
+                rows.append((index, new if side == "RIGHT" else None, False))
                 new += 1
             elif not raw.startswith("\\"):
-                rows.append((index, old if side == "LEFT" else new))
+                rows.append((index, old if side == "LEFT" else new, False))
                 old, new = old + 1, new + 1
         return rows
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """One commit as `git log` tells it: what `commit` objects of the REST API are built from."""
+
+    sha: str
+    tree: str
+    parents: tuple[str, ...]
+    author_name: str
+    author_email: str
+    author_date: str  # ISO 8601 with offset, as git prints it
+    committer_name: str
+    committer_email: str
+    committer_date: str
+    message: str
+
+
+_LOG_FORMAT = "%H%x1f%T%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cn%x1f%ce%x1f%cI%x1f%B%x1e"
+
+
+def _parse_log(out: bytes) -> list[CommitInfo]:
+    commits = []
+    for record in out.decode(errors="replace").split("\x1e"):
+        fields = record.strip("\n").split("\x1f")
+        if len(fields) != 10:
+            continue
+        sha, tree, parents, an, ae, ad, cn, ce, cd, message = fields
+        commits.append(CommitInfo(sha, tree, tuple(parents.split()), an, ae, ad, cn, ce, cd,
+                                  message.rstrip("\n")))
+    return commits
 
 
 @dataclass(frozen=True)
@@ -136,7 +181,46 @@ class GitStore:
         self.git(owner, name, "update-ref", f"refs/heads/{default_branch}", commit)
         return commit
 
-    def _write_tree(self, owner: str, name: str, files: Mapping[str, str | bytes]) -> str:
+    def commit_files(self, owner: str, name: str, branch: str, files: Mapping[str, str | bytes],
+                     message: str, *, parent: str | None, author: tuple[str, str] | None = None) -> str:
+        """Commit `files` (over `parent`'s tree, if any) and point `branch` at it; return the sha."""
+        tree = self._write_tree(owner, name, files, base=parent)
+        args = ["commit-tree", tree, "-m", message] + (["-p", parent] if parent else [])
+        env = {} if author is None else {"GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1]}
+        commit = run_git(["--git-dir", str(self.path(owner, name)), *args], env=env).decode().strip()
+        self.git(owner, name, "update-ref", f"refs/heads/{branch}", commit)
+        return commit
+
+    def fork(self, owner: str, name: str, fork_owner: str) -> None:
+        """Copy `owner/name` (every branch) to `fork_owner/name`, as GitHub's fork does."""
+        target = self.path(fork_owner, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        run_git(["clone", "--quiet", "--bare", str(self.path(owner, name)), str(target)])
+        self.git(fork_owner, name, "config", "http.receivepack", "true")
+        self.git(fork_owner, name, "config", "gc.auto", "0")
+
+    def fetch_ref(self, owner: str, name: str, source: Path, ref: str, into: str) -> None:
+        """Fetch `ref` of the repository at `source` into ref `into` here (objects included)."""
+        self.git(owner, name, "fetch", "--quiet", "--force", str(source), f"+{ref}:{into}")
+
+    def commits(self, owner: str, name: str, base: str, head: str) -> list[CommitInfo]:
+        """Commits reachable from `head` but not `base`, oldest first (as GitHub lists them)."""
+        out = self.git(owner, name, "log", "--reverse", f"--format={_LOG_FORMAT}", f"{base}..{head}")
+        return _parse_log(out)
+
+    def commit(self, owner: str, name: str, sha: str) -> CommitInfo:
+        """One commit."""
+        return _parse_log(self.git(owner, name, "log", "-1", f"--format={_LOG_FORMAT}", sha))[0]
+
+    def merge_base(self, owner: str, name: str, base: str, head: str) -> str | None:
+        """The best common ancestor of two commits, if they have one."""
+        try:
+            return self.git(owner, name, "merge-base", base, head).decode().strip() or None
+        except GitError:
+            return None
+
+    def _write_tree(self, owner: str, name: str, files: Mapping[str, str | bytes],
+                    base: str | None = None) -> str:
         index_file = self.path(owner, name) / "devhub-index"
         lines = []
         for rel, content in sorted(files.items()):
@@ -146,6 +230,8 @@ class GitStore:
         env = {"GIT_INDEX_FILE": str(index_file)}
         git_dir = ["--git-dir", str(self.path(owner, name))]
         try:
+            if base is not None:
+                run_git([*git_dir, "read-tree", base], env=env)
             run_git([*git_dir, "update-index", "--add", "--index-info"], stdin="".join(lines).encode(), env=env)
             return run_git([*git_dir, "write-tree"], env=env).decode().strip()
         finally:

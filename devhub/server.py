@@ -18,7 +18,7 @@ import string
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +37,7 @@ from starlette.responses import Response
 
 from devhub.deliveries import Deliverer, Delivery, build_payload
 from devhub.git_http import (
+    CommitInfo,
     DiffFile,
     GitStore,
     TreeEntry,
@@ -45,6 +46,7 @@ from devhub.git_http import (
     serve_git,
     split_git_path,
 )
+from devhub.graphql import ThreadGraph, execute, thread_node_id, thread_root_of, threads_of
 from devhub.openapi import OpenAPISpec
 from devhub.state import (
     DOCS,
@@ -62,11 +64,13 @@ from devhub.state import (
     Token,
     User,
     comment_json,
+    commit_json,
     installation_json,
     iso,
     issue_json,
     label_json,
     node_id,
+    noreply_email,
     permission_json,
     pull_json,
     reaction_json,
@@ -90,6 +94,8 @@ DEFAULT_APP_PERMISSIONS = {
 # Operations GitHub authenticates with the App's JWT rather than an installation token.
 APP_OPERATIONS = frozenset({"apps/create-installation-access-token", "apps/get-repo-installation",
                             "apps/list-installations"})
+GRAPHQL_PATH = "/graphql"
+SIDES = ("LEFT", "RIGHT")
 JWT_MAX_LIFETIME_S = 600
 CLOCK_DRIFT_S = 60
 JSON_MEDIA = "application/json; charset=utf-8"
@@ -113,6 +119,22 @@ class RecordedRequest:
     actor: str | None
     applied: bool = False
     fault: str | None = None
+
+
+@dataclass(frozen=True)
+class GitRequest:
+    """One git smart-HTTP request: which repository, which service, as whom, how answered.
+
+    ``service`` is ``info/refs``, ``git-upload-pack`` (a clone or fetch reading objects) or
+    ``git-receive-pack`` (a push); ``actor`` is None when the credentials were refused.
+    """
+
+    method: str
+    owner: str
+    repo: str
+    service: str
+    actor: str | None
+    status: int
 
 
 # ------------------------------------------------------------------------------ fault injection
@@ -236,6 +258,37 @@ class Fault:
 
 
 @dataclass
+class OrphanReview:
+    """GitHub's orphan review: a create-review answered 422 that still left a review behind.
+
+    The next `pulls/create-review` that submits a review with inline comments (its request path
+    fully matching the regex ``path``; at most ``count`` of them, None: without end) records a
+    body-only submitted review, its inline comments dropped, and is answered 422 as GitHub
+    answers it (the validation error of its comments if they have one, else ``message``). So a
+    poster that retries a 422 blindly leaves two reviews. Put in force with `DevHub.inject`,
+    like a `Fault`; ``answered`` counts the orphans left.
+    """
+
+    path: str = ".*"
+    count: int | None = 1
+    message: str = "Pull request review thread line must be part of the diff"
+    answered: int = field(default=0, init=False)
+    _pattern: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pattern = re.compile(self.path)
+
+    name = "422 orphan-review"
+
+    def take(self, path: str) -> bool:
+        """Whether this create-review request leaves an orphan (counted if so)."""
+        if (self.count is not None and self.answered >= self.count) or not self._pattern.fullmatch(path):
+            return False
+        self.answered += 1
+        return True
+
+
+@dataclass
 class Hold:
     """Matching requests wait before they are answered: a slow GitHub, or one to die during.
 
@@ -307,7 +360,7 @@ class Hold:
 class Injection:
     """Faults in force on a `DevHub`; leaving the `with` block (or `remove()`) withdraws them."""
 
-    def __init__(self, hub: DevHub, faults: list[Fault]) -> None:
+    def __init__(self, hub: DevHub, faults: list[Fault | OrphanReview]) -> None:
         self._hub = hub
         self.faults = faults
 
@@ -331,6 +384,7 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None
+    fault: str | None = None  # a knob of the handler's own that shaped this answer
 
 
 class ApiError(Exception):
@@ -807,17 +861,128 @@ def _diff_entry(base: str, repo: Repo, head_sha: str, diff: DiffFile) -> JSON:
 
 @operation("pulls/list-reviews")
 def list_reviews(hub: DevHub, call: Call) -> Reply:
-    """A pull request's reviews, oldest first."""
+    """A pull request's reviews, oldest first; a pending one only to its author."""
     repo, issue = call.the_repo, _pull(hub, call)
-    return Reply(200, [review_json(hub.url, repo, issue, r) for r in paginate(call, issue.reviews)])
+    seen = [r for r in issue.reviews if r.state != "PENDING" or r.user == call.actor]
+    return Reply(200, [review_json(hub.url, repo, issue, r) for r in paginate(call, seen)])
 
 
 @operation("pulls/list-review-comments")
 def list_review_comments(hub: DevHub, call: Call) -> Reply:
-    """All inline review comments of a pull request."""
+    """The inline comments of a pull request's submitted reviews, oldest first."""
     repo, issue = call.the_repo, _pull(hub, call)
-    comments = [c for r in issue.reviews for c in r.comments]
+    comments = issue.review_comments()
     return Reply(200, [review_comment_json(hub.url, repo, issue, c) for c in paginate(call, comments)])
+
+
+def _review(call: Call, issue: Issue) -> Review:
+    """The review named in the path; someone else's pending review is not there (404)."""
+    wanted = call.number("review_id")
+    review = next((r for r in issue.reviews if r.id == wanted), None)
+    if review is None or (review.state == "PENDING" and review.user != call.actor):
+        raise not_found()
+    return review
+
+
+@operation("pulls/get-review")
+def get_review(hub: DevHub, call: Call) -> Reply:
+    """One review."""
+    repo, issue = call.the_repo, _pull(hub, call)
+    return Reply(200, review_json(hub.url, repo, issue, _review(call, issue)))
+
+
+@operation("pulls/delete-pending-review")
+def delete_pending_review(hub: DevHub, call: Call) -> Reply:
+    """Delete one's own pending review with its comments; a submitted one cannot be (422)."""
+    repo, issue = call.the_repo, _pull(hub, call)
+    review = _review(call, issue)
+    if review.state != "PENDING":
+        raise unprocessable("Can not delete a non-pending pull request review")
+    issue.reviews.remove(review)
+    return Reply(200, review_json(hub.url, repo, issue, review))
+
+
+@operation("pulls/list-comments-for-review")
+def list_comments_for_review(hub: DevHub, call: Call) -> Reply:
+    """The inline comments of one review (of one's own pending review too)."""
+    repo, issue = call.the_repo, _pull(hub, call)
+    review = _review(call, issue)
+    return Reply(200, [review_comment_json(hub.url, repo, issue, c)
+                       for c in paginate(call, review.comments)])
+
+
+@operation("pulls/create-reply-for-review-comment")
+def create_reply(hub: DevHub, call: Call) -> Reply:
+    """Reply in the thread of a review comment (a reply to a reply joins the same thread)."""
+    repo, issue = call.the_repo, _pull(hub, call)
+    reply = hub.reply_in_thread(repo, issue, call.number("comment_id"), str(call.arg("body")),
+                                call.the_actor)
+    return Reply(201, review_comment_json(hub.url, repo, issue, reply))
+
+
+@operation("pulls/list-commits")
+def list_pull_commits(hub: DevHub, call: Call) -> Reply:
+    """A pull request's commits, oldest first."""
+    repo, issue = call.the_repo, _pull(hub, call)
+    assert issue.pull is not None
+    commits = hub.git.commits(repo.owner.login, repo.name, issue.pull.base_sha, issue.pull.head_sha)
+    return Reply(200, [commit_json(hub.url, repo, c, hub.state.users) for c in paginate(call, commits)])
+
+
+@operation("repos/compare-commits-with-basehead")
+def compare_commits(hub: DevHub, call: Call) -> Reply:
+    """`BASE...HEAD`: commits, files and status, or the diff with `Accept: ...diff`."""
+    repo = call.the_repo
+    owner, name = repo.owner.login, repo.name
+    base_ref, sep, head_ref = call.params["basehead"].partition("...")
+    base, head = _compare_sha(hub, repo, base_ref), _compare_sha(hub, repo, head_ref)
+    if not sep or base is None or head is None:
+        raise not_found()
+    if "diff" in call.headers.get("accept", ""):
+        text = hub.git.git(owner, name, "diff", "-M", f"{base}...{head}")
+        return Reply(200, raw=text, headers={"Content-Type": "application/vnd.github.diff; charset=utf-8"})
+    merge_base = hub.git.merge_base(owner, name, base, head) or base
+    ahead, behind = hub.git.count_commits(owner, name, base, head), hub.git.count_commits(owner, name, head, base)
+    status = ("identical" if not ahead and not behind else "ahead" if not behind
+              else "behind" if not ahead else "diverged")
+    commits = hub.git.commits(owner, name, base, head)
+    api, html = f"{hub.url}/repos/{repo.full_name}", f"{hub.url}/{repo.full_name}"
+    spec = call.params["basehead"]
+
+    def rendered(info: CommitInfo) -> JSON:
+        return commit_json(hub.url, repo, info, hub.state.users)
+
+    return Reply(200, {
+        "url": f"{api}/compare/{spec}",
+        "html_url": f"{html}/compare/{spec}",
+        "permalink_url": f"{html}/compare/{base}...{head}",
+        "diff_url": f"{html}/compare/{spec}.diff",
+        "patch_url": f"{html}/compare/{spec}.patch",
+        "base_commit": rendered(hub.git.commit(owner, name, base)),
+        "merge_base_commit": rendered(hub.git.commit(owner, name, merge_base)),
+        "status": status,
+        "ahead_by": ahead,
+        "behind_by": behind,
+        "total_commits": len(commits),
+        "commits": [rendered(c) for c in paginate(call, commits)],
+        "files": [_diff_entry(hub.url, repo, head, f) for f in hub.git.diff(owner, name, base, head)],
+    })
+
+
+def _compare_sha(hub: DevHub, repo: Repo, ref: str) -> str | None:
+    """The commit of one side of a comparison: a branch or sha of `repo`, or `OWNER:ref` of
+    its fork network (whose commits must be in `repo` already, as a fork PR's head is)."""
+    owner, sep, rest = ref.partition(":")
+    source = repo
+    if sep:
+        found = hub.state.repo(owner, repo.name)
+        if found is None or (found is not repo and found.parent is not repo):
+            return None
+        source, ref = found, rest
+    sha = hub.git.resolve(source.owner.login, source.name, ref)
+    if sha is None or hub.git.resolve(repo.owner.login, repo.name, sha) is None:
+        return None
+    return sha
 
 
 _REVIEW_STATES = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
@@ -825,13 +990,33 @@ _REVIEW_STATES = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED",
 
 @operation("pulls/create-review")
 def create_review(hub: DevHub, call: Call) -> Reply:
-    """Submit a review (or leave it pending without `event`) with inline comments."""
+    """Submit a review (or leave it pending without `event`) with inline comments.
+
+    All or nothing: one bad comment fails the whole review. An `OrphanReview` in force makes
+    the 422 leave a body-only review behind, as GitHub sometimes does.
+    """
     repo, actor = call.the_repo, call.the_actor
     issue = _pull(hub, call)
-    review = hub.build_review(repo, issue, actor, call.arg("event"), call.arg("body") or "",
-                              call.arg("commit_id"), call.arg("comments") or [])
-    hub.state.submit_review(repo, issue, review)
-    return Reply(200, review_json(hub.url, repo, issue, review))
+    event, body, comments = call.arg("event"), call.arg("body") or "", call.arg("comments") or []
+    orphan = hub.take_orphan(call.path) if event is not None and comments else None
+    try:
+        review = hub.build_review(repo, issue, actor, event, body, call.arg("commit_id"), comments)
+    except ApiError as error:
+        if orphan is None:
+            raise
+        failure = error
+    else:
+        if orphan is None:
+            hub.state.submit_review(repo, issue, review)
+            return Reply(200, review_json(hub.url, repo, issue, review))
+        failure = unprocessable(orphan.message)
+    assert issue.pull is not None
+    leftover = Review(hub.state.next_id(), issue.number, actor, body, _REVIEW_STATES[event],
+                      call.arg("commit_id") or issue.pull.head_sha, utcnow(), [])
+    hub.state.submit_review(repo, issue, leftover)
+    reply = failure.reply()
+    reply.fault = orphan.name
+    return reply
 
 
 @operation("repos/get-content")
@@ -972,7 +1157,9 @@ class DevHub:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._record_lock = threading.Lock()
-        self._faults: list[Fault] = []
+        self._faults: list[Fault | OrphanReview] = []
+        self.git_requests: list[GitRequest] = []
+        self._diff_cache: dict[tuple[str, str, str], dict[str, DiffFile]] = {}
         self._holds: list[Hold] = []
         self.bot = self.state.user(f"{app_slug}[bot]", "Bot")
         self.app = create_app(self)
@@ -1114,6 +1301,116 @@ class DevHub:
         the_repo = self._repo(owner, repo)
         self.state.set_state(the_repo, self._issue(the_repo, number), "closed", self.state.user(actor))
 
+    def push_files(self, owner: str, repo: str, branch: str, files: Mapping[str, str], *,
+                   message: str = "Update files", actor: str = "octocat") -> str:
+        """Commit `files` on `branch` (made from the default branch if new) as `actor`, as a
+        push would; an open pull request whose head moved gets its `synchronize`. Returns the sha."""
+        the_repo, user = self._repo(owner, repo), self.state.user(actor)
+        with self.state.lock:
+            parent = (self.git.resolve(owner, repo, f"refs/heads/{branch}")
+                      or self.git.resolve(owner, repo, f"refs/heads/{the_repo.default_branch}"))
+            sha = self.git.commit_files(owner, repo, branch, files, message, parent=parent,
+                                        author=(actor, noreply_email(user)))
+        self.after_push(owner, repo, user)
+        return sha
+
+    def open_pull(self, owner: str, repo: str, *, head: str, title: str, body: str = "",
+                  base: str | None = None, files: Mapping[str, str] | None = None,
+                  actor: str = "octocat", draft: bool = False) -> int:
+        """Open a pull request from branch `head` as `actor` (first committing `files` on it,
+        if given); returns its number."""
+        if files:
+            self.push_files(owner, repo, head, files, message=title, actor=actor)
+        the_repo, user = self._repo(owner, repo), self.state.user(actor)
+        with self.state.lock:
+            info = self.pull_info(the_repo, head, base or the_repo.default_branch, draft=draft)
+            if not info.head_sha or info.commits == 0:
+                raise ValueError(f"no commits on {head} to open a pull request with")
+            return self.state.open_issue(the_repo, title, body, user, info).number
+
+    def create_fork_pull(self, owner: str, repo: str, *, fork_owner: str, branch: str,
+                         files: Mapping[str, str], title: str, body: str = "",
+                         actor: str | None = None) -> int:
+        """Fork `owner/repo` to `fork_owner/repo`, commit `files` on `branch` there, and open a
+        pull request from it into the default branch, as `actor` (default: the fork's owner).
+
+        As on GitHub, the head commit is also kept in the base repository (`refs/pull/N/head`),
+        so the diff and contents at the head sha are served by the base repository; the fork
+        itself is a repository of `fork_owner` the App is not installed on. Returns the number.
+        """
+        base_repo = self._repo(owner, repo)
+        user = self.state.user(actor or fork_owner)
+        with self.state.lock:
+            fork = self.state.repo(fork_owner, repo)
+            if fork is None:
+                self.git.fork(owner, repo, fork_owner)
+                fork = self.state.add_repo(fork_owner, repo, base_repo.default_branch)
+                fork.parent = base_repo
+            start = (self.git.resolve(fork_owner, repo, f"refs/heads/{branch}")
+                     or self.git.resolve(fork_owner, repo, f"refs/heads/{base_repo.default_branch}"))
+            self.git.commit_files(fork_owner, repo, branch, files, title, parent=start,
+                                  author=(user.login, noreply_email(user)))
+            fork.branch_heads = self.git.branches(fork_owner, repo)
+            number = max(base_repo.issues, default=0) + 1
+            self.git.fetch_ref(owner, repo, self.git.path(fork_owner, repo), f"refs/heads/{branch}",
+                               f"refs/pull/{number}/head")
+            info = self.pull_info(base_repo, branch, base_repo.default_branch, draft=False, fork=fork)
+            issue = self.state.open_issue(base_repo, title, body, user, info)
+            assert issue.number == number
+            return number
+
+    def submit_review(self, owner: str, repo: str, number: int, *, actor: str, event: str,
+                      body: str = "", comments: Sequence[Mapping[str, Any]] = ()) -> int:
+        """Review a pull request as `actor` (event APPROVE, REQUEST_CHANGES or COMMENT), with
+        inline comments checked as GitHub checks them (ValueError with GitHub's message if one
+        fails); announced as GitHub does. Returns the review id."""
+        the_repo, user = self._repo(owner, repo), self.state.user(actor)
+        with self.state.lock:
+            issue = self._issue(the_repo, number)
+            try:
+                review = self.build_review(the_repo, issue, user, event, body, None,
+                                           [dict(c) for c in comments])
+            except ApiError as error:
+                raise ValueError(f"{error.message}: {error.errors}") from None
+            self.state.submit_review(the_repo, issue, review)
+            return review.id
+
+    def reply_to_review_comment(self, owner: str, repo: str, number: int, comment_id: int,
+                                body: str, *, actor: str) -> int:
+        """Reply in a review comment's thread as `actor`; returns the reply's id."""
+        the_repo, user = self._repo(owner, repo), self.state.user(actor)
+        with self.state.lock:
+            issue = self._issue(the_repo, number)
+            try:
+                return self.reply_in_thread(the_repo, issue, comment_id, body, user).id
+            except ApiError:
+                raise KeyError(f"no review comment {comment_id} on #{number}") from None
+
+    def review_threads(self, owner: str, repo: str, number: int) -> list[JSON]:
+        """A plain view of a pull request's review threads: id (`PRRT_...`), resolved and by
+        whom (a REST login), outdated, path, line, and the comments (id, author, body)."""
+        the_repo = self._repo(owner, repo)
+        with self.state.lock:
+            issue = self._issue(the_repo, number)
+            views = []
+            for thread in threads_of(issue):
+                root = thread[0]
+                resolver = issue.resolved_threads.get(root.id)
+                views.append({
+                    "id": thread_node_id(root.id), "resolved": resolver is not None,
+                    "resolved_by": None if resolver is None else resolver.login,
+                    "outdated": self.graph_outdated(the_repo, issue, root),
+                    "path": root.path, "line": root.line,
+                    "comments": [{"id": c.id, "author": c.user.login, "body": c.body} for c in thread],
+                })
+            return views
+
+    def mark_ready(self, owner: str, repo: str, number: int, *, actor: str = "octocat") -> None:
+        """Mark a draft pull request ready for review as `actor` (`ready_for_review`)."""
+        the_repo = self._repo(owner, repo)
+        with self.state.lock:
+            self.state.mark_ready(the_repo, self._issue(the_repo, number), self.state.user(actor))
+
     def user_token(self, login: str) -> str:
         """A personal access token (`ghp_`) acting as `login` over REST and git."""
         token = Token("ghp_" + _random_alnum(36), None, user=self.state.user(login))
@@ -1215,18 +1512,92 @@ class DevHub:
             self.state.tokens[token.value] = token
         return token
 
-    def pull_info(self, repo: Repo, head: str, base: str, *, draft: bool) -> PullInfo:
-        """Git facts of a head/base pair: tips, commit count, diff size."""
+    def pull_info(self, repo: Repo, head: str, base: str, *, draft: bool,
+                  fork: Repo | None = None) -> PullInfo:
+        """Git facts of a head/base pair: tips, commit count, diff size.
+
+        A fork's head is read from the fork; its commits must be in `repo` already (GitHub
+        keeps them there as `refs/pull/N/head`), so the diff is `repo`'s own.
+        """
         owner, name = repo.owner.login, repo.name
-        head_sha = self.git.resolve(owner, name, f"refs/heads/{head}") or ""
+        source = fork or repo
+        head_sha = self.git.resolve(source.owner.login, source.name, f"refs/heads/{head}") or ""
         base_sha = self.git.resolve(owner, name, f"refs/heads/{base}") or ""
         files = self.git.diff(owner, name, base_sha, head_sha)
         return PullInfo(
             head=head, base=base, head_sha=head_sha, base_sha=base_sha, draft=draft,
             commits=self.git.count_commits(owner, name, base_sha, head_sha),
             additions=sum(f.additions for f in files), deletions=sum(f.deletions for f in files),
-            changed_files=len(files),
+            changed_files=len(files), fork=fork,
         )
+
+    def reply_in_thread(self, repo: Repo, issue: Issue, comment_id: int, body: str,
+                        actor: User) -> ReviewComment:
+        """Reply in the thread of a review comment; like GitHub, the reply is a review of its own."""
+        known = {c.id: c for c in issue.review_comments(viewer=actor)}
+        if comment_id not in known:
+            raise not_found()
+        root = known[known[comment_id].thread_root]
+        review = Review(self.state.next_id(), issue.number, actor, "", "COMMENTED", root.commit_id,
+                        utcnow())
+        reply = ReviewComment(
+            id=self.state.next_id(), review_id=review.id, user=actor, path=root.path, body=body,
+            commit_id=root.commit_id, diff_hunk=root.diff_hunk, line=root.line, side=root.side,
+            start_line=root.start_line, start_side=root.start_side, position=root.position,
+            created_at=utcnow(), in_reply_to=root.id,
+        )
+        review.comments.append(reply)
+        self.state.submit_review(repo, issue, review)
+        return reply
+
+    def take_orphan(self, path: str) -> OrphanReview | None:
+        """The `OrphanReview` in force that this create-review request falls under, if any."""
+        with self._record_lock:
+            for knob in self._faults:
+                if isinstance(knob, OrphanReview) and knob.take(path):
+                    return knob
+        return None
+
+    # -- GraphQL's view (see devhub.graphql.ThreadBackend) --------------------------------------
+
+    def graph_repo(self, token: Token, owner: str, name: str) -> Repo | None:
+        """The repository if the token may see it."""
+        repo = self.state.repo(owner, name)
+        return repo if repo is not None and self.state.token_covers(token, repo) else None
+
+    def graph_can_write(self, token: Token, repo: Repo) -> bool:
+        """Whether the token may resolve threads (pull requests: write) on the repository."""
+        if token.user is not None:
+            return repo.permission(token.user.login) in ("write", "maintain", "admin")
+        inst = self.state.installations.get(token.installation_id or -1)
+        return inst is not None and inst.permissions.get("pull_requests") == "write"
+
+    def graph_outdated(self, repo: Repo, issue: Issue, root: ReviewComment) -> bool:
+        """A thread is outdated once the head moved and its line's hunk is no longer the same."""
+        pull = issue.pull
+        if pull is None or root.commit_id == pull.head_sha or root.line is None:
+            return False
+        key = (repo.full_name, pull.base_sha, pull.head_sha)
+        files = self._diff_cache.get(key)
+        if files is None:
+            files = {f.filename: f for f in self.git.diff(repo.owner.login, repo.name,
+                                                          pull.base_sha, pull.head_sha)}
+            self._diff_cache = {key: files}
+        now = files.get(root.path)
+        return now is None or now.hunk_until(root.line, root.side) != root.diff_hunk
+
+    def graph_thread(self, token: Token, thread_id: str) -> tuple[Repo, Issue, int] | None:
+        """(repository, pull request, first comment id) of a thread node id the token may see."""
+        root = thread_root_of(thread_id)
+        if root is None:
+            return None
+        for repo in self.state.repos.values():
+            if not self.state.token_covers(token, repo):
+                continue
+            for issue in repo.issues.values():
+                if any(c.id == root and c.in_reply_to is None for c in issue.review_comments()):
+                    return repo, issue, root
+        return None
 
     def build_review(self, repo: Repo, issue: Issue, actor: User, event: str | None, body: str,
                      commit_id: str | None, comments: list[JSON]) -> Review:
@@ -1238,6 +1609,8 @@ class DevHub:
             raise unprocessable(f"Can not {verb} your own pull request")
         if event in ("REQUEST_CHANGES", "COMMENT") and not body and not comments:
             raise unprocessable(f"Review body is required for event {event}")
+        if any(r.state == "PENDING" and r.user == actor for r in issue.reviews):
+            raise unprocessable("User can only have one pending review per pull request")
         sha = commit_id or pull.head_sha
         if commit_id and self.git.resolve(repo.owner.login, repo.name, commit_id) is None:
             raise unprocessable("Commit not found")
@@ -1250,20 +1623,33 @@ class DevHub:
 
     def _review_comment(self, review_id: int, actor: User, sha: str, files: dict[str, DiffFile],
                         raw: JSON) -> ReviewComment:
+        """One inline comment, checked against the diff with GitHub's messages for each failure."""
         diff = files.get(str(raw.get("path")))
         if diff is None:
             raise unprocessable("Path could not be resolved")
         side = str(raw.get("side") or "RIGHT")
+        if side not in SIDES:
+            raise unprocessable("Pull request review thread side is not included in the list")
         line: int | None = raw.get("line")
         if line is None and raw.get("position") is not None:
             line = diff.line_at(int(raw["position"]), side)
+        # A line only deleted exists on LEFT alone: sent with RIGHT it is "not part of the diff".
         position = None if line is None else diff.position_of(line, side)
         if line is None or position is None:
             raise unprocessable("Pull request review thread line must be part of the diff")
         start: int | None = raw.get("start_line")
         start_side = str(raw.get("start_side") or side)
-        if start is not None and (start >= line or start not in diff.commentable_lines(start_side)):
-            raise unprocessable("Pull request review thread start line must be part of the diff")
+        if start_side not in SIDES:
+            raise unprocessable("Pull request review thread start side is not included in the list")
+        if start is not None:
+            start_position = diff.position_of(start, start_side)
+            if start_position is None:
+                raise unprocessable("Pull request review thread start line must be part of the diff")
+            if diff.hunk_of(start, start_side) != diff.hunk_of(line, side):
+                raise unprocessable(
+                    "Pull request review thread start line must be part of the same hunk as the line.")
+            if start_position >= position:
+                raise unprocessable("Pull request review thread start line must precede the end line")
         return ReviewComment(
             id=self.state.next_id(), review_id=review_id, user=actor, path=diff.filename,
             body=str(raw.get("body", "")), commit_id=sha, diff_hunk=diff.hunk_until(line, side),
@@ -1278,14 +1664,28 @@ class DevHub:
             repo = self._repo(owner, name)
             heads = self.git.branches(owner, name)
             repo.branch_heads, repo.pushed_at = heads, utcnow()
-            for issue in repo.issues.values():
-                pull = issue.pull
-                if pull is None or issue.state != "open" or pull.head not in heads:
-                    continue
-                if heads[pull.head] != pull.head_sha or heads.get(pull.base, pull.base_sha) != pull.base_sha:
-                    fresh = self.pull_info(repo, pull.head, pull.base, draft=pull.draft)
-                    fresh.maintainer_can_modify = pull.maintainer_can_modify
-                    self.state.update_pull_refs(repo, issue, fresh, pusher)
+            for target in self.state.repos.values():  # pulls into this repo, or from it as a fork
+                for issue in target.issues.values():
+                    pull = issue.pull
+                    if (pull is not None and issue.state == "open"
+                            and (target is repo or pull.fork is repo)):
+                        self._refresh_pull(target, issue, pusher)
+
+    def _refresh_pull(self, repo: Repo, issue: Issue, pusher: User) -> None:
+        """Take a pull request's new tips, if either moved (a moved head is a `synchronize`)."""
+        pull = issue.pull
+        assert pull is not None
+        source = pull.fork or repo
+        head = self.git.resolve(source.owner.login, source.name, f"refs/heads/{pull.head}")
+        base = self.git.resolve(repo.owner.login, repo.name, f"refs/heads/{pull.base}") or pull.base_sha
+        if head is None or (head == pull.head_sha and base == pull.base_sha):
+            return
+        if pull.fork is not None:  # GitHub copies a fork's head into the base as refs/pull/N/head
+            self.git.fetch_ref(repo.owner.login, repo.name, self.git.path(source.owner.login, source.name),
+                               f"refs/heads/{pull.head}", f"refs/pull/{issue.number}/head")
+        fresh = self.pull_info(repo, pull.head, pull.base, draft=pull.draft, fork=pull.fork)
+        fresh.maintainer_can_modify = pull.maintainer_can_modify
+        self.state.update_pull_refs(repo, issue, fresh, pusher)
 
     # -- webhooks ------------------------------------------------------------------------------
 
@@ -1310,25 +1710,64 @@ class DevHub:
                raw_body: bytes) -> Reply:
         """Answer one REST request like GitHub, recording the request and any violation."""
         if not self._wait_hold(method, path):
-            route = self.spec.match(method, path)
-            self._record(RecordedRequest(method, path, 502, route.operation_id if route else None,
+            self._record(RecordedRequest(method, path, 502, self._operation_of(method, path),
                                          None, applied=False, fault="held-not-applied"))
             return ApiError(502, "Server Error").reply()
         fault = self._fault_for(method, path, headers)
         if fault is not None and not fault.applied:
             reply = fault.reply()
-            route = self.spec.match(method, path)
-            self._record(RecordedRequest(method, path, reply.status,
-                                         route.operation_id if route else None, None,
-                                         applied=False, fault=fault.name))
+            self._record(RecordedRequest(method, path, reply.status, self._operation_of(method, path),
+                                         None, applied=False, fault=fault.name))
             return reply
-        reply, operation_id, actor = self._answer(method, path, query, headers, raw_body)
-        applied = reply.status < 400
+        answer = self._answer_graphql if path == GRAPHQL_PATH else self._answer
+        reply, operation_id, actor = answer(method, path, query, headers, raw_body)
+        applied = reply.status < 400 and reply.fault is None
+        fault_name = fault.name if fault else reply.fault
         if fault is not None:  # the work is done; only the answer fails
             reply = fault.reply()
         self._record(RecordedRequest(method, path, reply.status, operation_id, actor,
-                                     applied=applied, fault=fault.name if fault else None))
+                                     applied=applied, fault=fault_name))
         return reply
+
+    def _operation_of(self, method: str, path: str) -> str | None:
+        """The operation a request is for (``"graphql"`` for the GraphQL endpoint), if any."""
+        if path == GRAPHQL_PATH:
+            return "graphql"
+        route = self.spec.match(method, path)
+        return route.operation_id if route else None
+
+    def _answer_graphql(self, method: str, path: str, query: dict[str, str],
+                        headers: Mapping[str, str], raw_body: bytes) -> tuple[Reply, str | None, str | None]:
+        """One GraphQL request: authenticated like REST, answered 200 with `data`/`errors`.
+
+        Not in the REST description, so its shape is checked here: a JSON object with a string
+        `query` (and optional `variables` object and `operationName`).
+        """
+        try:
+            if method != "POST":
+                raise not_found()
+            principal = self._principal(headers)
+            if principal.kind == "app":
+                raise ApiError(403, "Resource not accessible by integration")
+            if principal.token is None:
+                raise ApiError(401, "This endpoint requires you to be authenticated.")
+            try:
+                body = json.loads(raw_body or b"null")
+            except ValueError:
+                raise ApiError(400, "Problems parsing JSON") from None
+            if not isinstance(body, dict):
+                raise ApiError(400, "Problems parsing JSON")
+            token = principal.token
+            actor = token.user or self.bot
+            graph = ThreadGraph(self, token, actor)
+            with self.state.lock:
+                answer = execute(graph, body.get("query"), body.get("variables"), body.get("operationName"))
+            for error in answer.get("errors", []):
+                if "type" not in error:  # parse and schema errors: a query GitHub would reject
+                    self._violation(method, path, f"GraphQL: {error['message']}")
+            return Reply(200, answer), "graphql", actor.login
+        except ApiError as error:
+            return error.reply(), "graphql", None
 
     def _answer(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str],
                 raw_body: bytes) -> tuple[Reply, str | None, str | None]:
@@ -1366,6 +1805,16 @@ class DevHub:
         with self._record_lock:
             self.requests.append(request)
 
+    def _record_git(self, request: GitRequest) -> None:
+        with self._record_lock:
+            self.git_requests.append(request)
+
+    def git_requests_for(self, owner: str, repo: str) -> list[GitRequest]:
+        """The git smart-HTTP requests one repository received, in order."""
+        with self._record_lock:
+            return [r for r in self.git_requests
+                    if (r.owner.lower(), r.repo.lower()) == (owner.lower(), repo.lower())]
+
     def _fault_for(self, method: str, path: str, headers: Mapping[str, str], *,
                    git: bool = False) -> Fault | None:
         """The injected fault that answers this request, if any (the first in force that does).
@@ -1378,7 +1827,8 @@ class DevHub:
         credential = _credentials(headers)
         with self._record_lock:
             for fault in self._faults:
-                if fault.matches(method, path, credential, git=git) and fault.take():
+                if (isinstance(fault, Fault) and fault.matches(method, path, credential, git=git)
+                        and fault.take()):
                     break
             else:
                 return None
@@ -1391,17 +1841,18 @@ class DevHub:
 
     # -- fault injection -------------------------------------------------------------------------
 
-    def inject(self, *faults: Fault) -> Injection:
+    def inject(self, *faults: Fault | OrphanReview) -> Injection:
         """Put faults in force (checked in order, before any earlier ones still in force).
 
         Use as ``with hub.inject(Fault(502, "POST", r"/repos/.*/comments", applied=True)):`` or
         keep the returned `Injection` and call ``remove()``; ``clear_faults()`` drops them all.
+        An `OrphanReview` is a fault of create-review's own (it answers 422 after writing).
         """
         with self._record_lock:
             self._faults[:0] = faults
         return Injection(self, list(faults))
 
-    def remove_faults(self, faults: list[Fault]) -> None:
+    def remove_faults(self, faults: list[Fault | OrphanReview]) -> None:
         """Withdraw the given faults."""
         with self._record_lock:
             self._faults = [f for f in self._faults if all(f is not g for g in faults)]
@@ -1568,6 +2019,7 @@ async def _git(hub: DevHub, request: Request, owner: str, name: str, service: st
     """One smart-HTTP request; private repos need a token as the Basic-auth password."""
     user = hub.git_user(owner, name, request.headers.get("authorization", ""))
     if user is None:
+        hub._record_git(GitRequest(request.method, owner, name, service, None, 401))
         return Response("Authentication failed\n", status_code=401,
                         headers={"WWW-Authenticate": 'Basic realm="GitHub"'})
     refs = None
@@ -1578,6 +2030,7 @@ async def _git(hub: DevHub, request: Request, owner: str, name: str, service: st
         return Response("held and not applied\n", status_code=502)
     fault = hub._fault_for(request.method, request.url.path, request.headers, git=True)
     if fault is not None and not fault.applied:
+        hub._record_git(GitRequest(request.method, owner, name, service, user.login, fault.status))
         return _git_fault_answer(hub, request, fault, user.login, applied=False)
     env = cgi_environment(request, hub.git, owner, name, service, user.login)
     writes = service == "git-receive-pack" and request.method == "POST"
@@ -1586,6 +2039,8 @@ async def _git(hub: DevHub, request: Request, owner: str, name: str, service: st
         await run_in_threadpool(hub.after_push, owner, name, user)
 
     response = await serve_git(request, env, refresh if writes else None)
+    hub._record_git(GitRequest(request.method, owner, name, service, user.login,
+                               response.status_code if fault is None else fault.status))
     if fault is None:
         return response
     async for _chunk in response.body_iterator:  # carried out whole; only the answer fails

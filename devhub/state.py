@@ -8,10 +8,12 @@ function so REST answers and webhook payloads agree on shape.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from devhub.git_http import CommitInfo
 
 JSON = dict[str, Any]
 PermissionLevel = Literal["admin", "maintain", "write", "triage", "read", "none"]
@@ -96,6 +98,7 @@ class PullInfo:
     additions: int = 0
     deletions: int = 0
     changed_files: int = 0
+    fork: Repo | None = None  # the head's repository when it is not the base's (a fork)
 
 
 @dataclass
@@ -113,6 +116,12 @@ class ReviewComment:
     start_side: str | None
     position: int
     created_at: datetime
+    in_reply_to: int | None = None  # the thread's first comment, for a reply
+
+    @property
+    def thread_root(self) -> int:
+        """The id of the first comment of this comment's thread (a thread is named after it)."""
+        return self.in_reply_to if self.in_reply_to is not None else self.id
 
 
 @dataclass
@@ -145,6 +154,13 @@ class Issue:
     reactions: list[Reaction] = field(default_factory=list)
     pull: PullInfo | None = None
     reviews: list[Review] = field(default_factory=list)
+    # Review threads (by the id of their first comment) someone resolved, and who did.
+    resolved_threads: dict[int, User] = field(default_factory=dict)
+
+    def review_comments(self, viewer: User | None = None) -> list[ReviewComment]:
+        """Inline comments of submitted reviews (and of `viewer`'s own pending one), oldest first."""
+        found = [c for r in self.reviews if r.state != "PENDING" or r.user == viewer for c in r.comments]
+        return sorted(found, key=lambda c: c.id)
 
 
 @dataclass
@@ -160,6 +176,7 @@ class Repo:
     permissions: dict[str, PermissionLevel] = field(default_factory=dict)
     issues: dict[int, Issue] = field(default_factory=dict)
     branch_heads: dict[str, str] = field(default_factory=dict)
+    parent: Repo | None = None  # the repository this one is a fork of
 
     @property
     def full_name(self) -> str:
@@ -469,6 +486,16 @@ class HubState:
                 issue.updated_at = utcnow()
                 self._issue_event(repo, issue, "synchronize", pusher, before=before, after=pull.head_sha)
 
+    def mark_ready(self, repo: Repo, issue: Issue, actor: User) -> None:
+        """Take a draft pull request out of draft (`ready_for_review`)."""
+        with self.lock:
+            assert issue.pull is not None
+            if not issue.pull.draft:
+                return
+            issue.pull.draft = False
+            issue.updated_at = utcnow()
+            self._issue_event(repo, issue, "ready_for_review", actor)
+
     def submit_review(self, repo: Repo, issue: Issue, review: Review) -> None:
         """Record a review; a non-pending one is announced with its inline comments."""
         with self.lock:
@@ -559,7 +586,7 @@ def repo_json(base: str, repo: Repo) -> JSON:
         "visibility": "private",
         "html_url": f"{base}/{repo.full_name}",
         "description": repo.description,
-        "fork": False,
+        "fork": repo.parent is not None,
         "url": api,
         **_repo_link_urls(api),
         "git_url": f"git://{host}/{repo.full_name}.git",
@@ -797,7 +824,7 @@ def pull_json(base: str, repo: Repo, issue: Issue) -> JSON:
         "assignees": [user_json(base, u) for u in issue.assignees],
         "requested_reviewers": [],
         "requested_teams": [],
-        "head": _branch_json(base, repo, pull.head, pull.head_sha),
+        "head": _branch_json(base, pull.fork or repo, pull.head, pull.head_sha),
         "base": _branch_json(base, repo, pull.base, pull.base_sha),
         "_links": {
             "self": {"href": api},
@@ -818,7 +845,7 @@ def pull_json(base: str, repo: Repo, issue: Issue) -> JSON:
         "mergeable_state": "clean" if issue.state == "open" else "unknown",
         "merged_by": None,
         "comments": len(issue.comments),
-        "review_comments": sum(len(r.comments) for r in issue.reviews),
+        "review_comments": len(issue.review_comments()),
         "maintainer_can_modify": pull.maintainer_can_modify,
         "commits": pull.commits,
         "additions": pull.additions,
@@ -863,7 +890,7 @@ def review_comment_json(base: str, repo: Repo, issue: Issue, comment: ReviewComm
     api = f"{base}/repos/{repo.full_name}/pulls/comments/{comment.id}"
     html = f"{base}/{repo.full_name}/pull/{issue.number}#discussion_r{comment.id}"
     pr_api = f"{base}/repos/{repo.full_name}/pulls/{issue.number}"
-    return {
+    body: JSON = {
         "url": api,
         "pull_request_review_id": comment.review_id,
         "id": comment.id,
@@ -891,6 +918,59 @@ def review_comment_json(base: str, repo: Repo, issue: Issue, comment: ReviewComm
         "subject_type": "line",
         "reactions": reaction_rollup(api, []),
     }
+    if comment.in_reply_to is not None:
+        body["in_reply_to_id"] = comment.in_reply_to
+    return body
+
+
+def commit_json(base: str, repo: Repo, commit: CommitInfo, users: Mapping[str, User]) -> JSON:
+    """A `commit`; its `author`/`committer` are the users GitHub ties the emails to, if any."""
+    api = f"{base}/repos/{repo.full_name}/commits/{commit.sha}"
+
+    def person(name: str, email: str, date: str) -> JSON:
+        return {"name": name, "email": email, "date": _utc(date)}
+
+    return {
+        "url": api,
+        "sha": commit.sha,
+        "node_id": node_id("C", int(commit.sha[:7], 16)),
+        "html_url": f"{base}/{repo.full_name}/commit/{commit.sha}",
+        "comments_url": f"{api}/comments",
+        "commit": {
+            "url": f"{base}/repos/{repo.full_name}/git/commits/{commit.sha}",
+            "author": person(commit.author_name, commit.author_email, commit.author_date),
+            "committer": person(commit.committer_name, commit.committer_email, commit.committer_date),
+            "message": commit.message,
+            "comment_count": 0,
+            "tree": {"sha": commit.tree, "url": f"{base}/repos/{repo.full_name}/git/trees/{commit.tree}"},
+            "verification": {"verified": False, "reason": "unsigned", "payload": None,
+                             "signature": None, "verified_at": None},
+        },
+        "author": _email_user(base, commit.author_email, users),
+        "committer": _email_user(base, commit.committer_email, users),
+        "parents": [{"sha": p, "url": f"{base}/repos/{repo.full_name}/commits/{p}",
+                     "html_url": f"{base}/{repo.full_name}/commit/{p}"} for p in commit.parents],
+    }
+
+
+def noreply_email(user: User) -> str:
+    """The `{id}+{login}@users.noreply.github.com` address GitHub ties to `user`."""
+    return f"{user.id}+{user.login}@users.noreply.github.com"
+
+
+def _email_user(base: str, email: str, users: Mapping[str, User]) -> JSON | None:
+    """The user a commit email belongs to (GitHub knows only its noreply form here), or None."""
+    local, _, domain = email.partition("@")
+    if domain != "users.noreply.github.com":
+        return None
+    login = local.partition("+")[2] or local
+    user = users.get(login)
+    return None if user is None else user_json(base, user)
+
+
+def _utc(stamp: str) -> str:
+    """A git ISO-8601 date (`2024-01-31T12:00:00+01:00`) as GitHub's UTC `...Z` form."""
+    return iso(datetime.fromisoformat(stamp).astimezone(UTC)) or stamp
 
 
 def installation_json(base: str, inst: Installation, app_id: int, app_slug: str) -> JSON:

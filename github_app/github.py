@@ -19,6 +19,11 @@ applied before failing the answer). Every call goes through ``_call``:
 Comments are written once even across job retries when the caller passes a ``key``: the body
 carries ``<!-- nightcrew:write KEY -->`` and ``create_comment`` returns the existing comment
 instead of writing a second one.
+
+``PullReviews`` is what a review round needs (``GitHubKitHost`` implements it): the pull request,
+its diff and commits, reviews and inline comments (REST), and review threads, which only
+GitHub's GraphQL API has (``isResolved``, ``isOutdated``, ``resolveReviewThread``). GraphQL
+spells a bot's login without ``[bot]``; the adapter hands out REST logins only.
 """
 
 from __future__ import annotations
@@ -29,23 +34,27 @@ import functools
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
 from githubkit.auth.app import AppAuth
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import (
+    GraphQLFailed,
     RateLimitExceeded,
     RequestError,
     RequestFailed,
 )
 from githubkit.utils import UNSET
+from githubkit_schemas.v2026_03_10.models import Commit as _Commit
 from githubkit_schemas.v2026_03_10.models import Installation as _Installation
 from githubkit_schemas.v2026_03_10.models import Issue as _Issue
 from githubkit_schemas.v2026_03_10.models import IssueComment as _IssueComment
+from githubkit_schemas.v2026_03_10.models import PullRequestReview as _Review
+from githubkit_schemas.v2026_03_10.models import PullRequestReviewComment as _ReviewComment
 
 from github_app import errors
 from github_app.tasks import TaskKey
@@ -57,6 +66,7 @@ MAX_ATTEMPTS = 4  # tries of one request in-process: the first and up to three r
 SERVER_ERROR_BACKOFF_S = (1.0, 2.0, 4.0)  # waits after the 1st, 2nd, 3rd 5xx without Retry-After
 UNKNOWN_RATE_LIMIT_WAIT = timedelta(seconds=60)  # a 429 that says nothing about when
 PAGE_SIZE = 100
+THREAD_PAGE_SIZE = 50  # review threads per GraphQL page (each with up to 100 comments)
 _WRITE_KEY = re.compile(r"[A-Za-z0-9._:/#@+=-]{1,200}")
 
 sleep: Callable[[float], None] = time.sleep  # the adapter's only way to wait; tests replace it
@@ -64,11 +74,16 @@ T = TypeVar("T")
 
 
 class GitHubError(errors.NightcrewError):
-    """GitHub refused a request; retrying the same request will not help."""
+    """GitHub refused a request; retrying the same request will not help.
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    ``detail`` is what GitHub said about it (its ``message`` and ``errors``, e.g. "Unprocessable
+    Entity: Pull request review thread line must be part of the diff"), or "" if nothing.
+    """
+
+    def __init__(self, message: str, status: int | None = None, *, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail
 
 
 class Retryable(GitHubError, errors.Retryable):
@@ -114,6 +129,97 @@ class Comment:
     author: str
 
 
+@dataclass(frozen=True)
+class PullDetails:
+    """A pull request as a review round reads it; ``head_repo`` is the full name of the head's
+    repository (another one for a fork; None when the fork was deleted)."""
+
+    number: int
+    title: str
+    body: str
+    state: str
+    draft: bool
+    author: str
+    head_ref: str
+    head_sha: str
+    base_ref: str
+    base_sha: str
+    head_repo: str | None
+    html_url: str
+    base_repo: str = ""
+
+    @property
+    def is_fork(self) -> bool:
+        """Whether the head is not in the base repository (a fork's, or one that is gone)."""
+        return self.head_repo is None or self.head_repo.lower() != self.base_repo.lower()
+
+
+@dataclass(frozen=True)
+class Review:
+    """A pull request review; ``state`` as REST spells it (COMMENTED, PENDING, APPROVED...)."""
+
+    id: int
+    author: str
+    body: str
+    state: str
+    commit_id: str
+
+
+@dataclass(frozen=True)
+class ReviewComment:
+    """An inline review comment; ``in_reply_to`` is the thread's first comment, for a reply."""
+
+    id: int
+    review_id: int | None
+    author: str
+    body: str
+    path: str
+    line: int | None
+    side: str  # RIGHT when GitHub leaves it out
+    start_line: int | None
+    start_side: str | None
+    diff_hunk: str
+    commit_id: str
+    in_reply_to: int | None
+    html_url: str
+
+
+@dataclass(frozen=True)
+class PullCommit:
+    """A commit of a pull request; ``author`` is a login when GitHub knows one, else the name."""
+
+    sha: str
+    author: str
+    message: str
+    parents: int
+
+
+@dataclass(frozen=True)
+class ThreadComment:
+    """A comment of a review thread (``id`` is the REST comment id)."""
+
+    id: int
+    author: str
+    body: str
+
+
+@dataclass(frozen=True)
+class ReviewThread:
+    """A review thread (GraphQL's ``PRRT_...`` id); authors are REST logins."""
+
+    id: str
+    is_resolved: bool
+    is_outdated: bool
+    path: str
+    line: int | None
+    comments: tuple[ThreadComment, ...]
+
+    @property
+    def root_author(self) -> str:
+        """Who opened the thread."""
+        return self.comments[0].author if self.comments else ""
+
+
 def write_marker(key: str) -> str:
     """The hidden line that makes a comment findable by its write key."""
     if not _WRITE_KEY.fullmatch(key):
@@ -151,6 +257,30 @@ class GitHost(Protocol):
     def app_permissions(self, owner: str, repo: str) -> dict[str, str]: ...
 
 
+class PullReviews(Protocol):
+    """What a review round needs from GitHub, for one installation."""
+
+    def bot_login(self, owner: str, repo: str) -> str: ...
+    def pull(self, owner: str, repo: str, number: int) -> PullDetails: ...
+    def pull_diff(self, owner: str, repo: str, number: int) -> str: ...
+    def compare_diff(self, owner: str, repo: str, base: str, head: str) -> str: ...
+    def pull_commits(self, owner: str, repo: str, number: int) -> list[PullCommit]: ...
+    def reviews(self, owner: str, repo: str, number: int) -> list[Review]: ...
+    def create_review(
+        self, owner: str, repo: str, number: int, *, commit_id: str, body: str,
+        comments: Sequence[Mapping[str, Any]], event: Literal["COMMENT"] | None = "COMMENT",
+        key: str | None = None,
+    ) -> Review: ...
+    def delete_pending_review(self, owner: str, repo: str, number: int, review_id: int) -> None: ...
+    def review_comments(self, owner: str, repo: str, number: int) -> list[ReviewComment]: ...
+    def reply_to_review_comment(
+        self, owner: str, repo: str, number: int, comment_id: int, body: str,
+    ) -> int: ...
+    def review_threads(self, owner: str, repo: str, number: int) -> list[ReviewThread]: ...
+    def resolve_review_thread(self, thread_id: str) -> None: ...
+    def update_pull_body(self, owner: str, repo: str, number: int, body: str) -> None: ...
+
+
 def _call(
     what: str, request: Callable[[], T], *, write: bool = False,
     recover: Callable[[], T | None] | None = None, reauth: Callable[[], None] | None = None,
@@ -178,7 +308,9 @@ def _call(
                 reauth()
                 continue
             if status < 500 and status != 429:
-                raise GitHubError(f"{what}: GitHub answered {status}", status) from exc
+                detail = _error_detail(exc)
+                message = f"{what}: GitHub answered {status}" + (f" ({detail})" if detail else "")
+                raise GitHubError(message, status, detail=detail) from exc
             failures += 1
             if status == 429:  # without the headers that say how long: assume a while
                 wait, why = _retry_after(exc) or UNKNOWN_RATE_LIMIT_WAIT, "rate limited by GitHub"
@@ -210,6 +342,21 @@ def _all_pages(page_of: Callable[[int], list[T]]) -> list[T]:
         if len(batch) < PAGE_SIZE:
             return items
         page += 1
+
+
+def _error_detail(exc: RequestFailed) -> str:
+    """GitHub's own words on a refusal: ``message: error; error`` (errors are strings or
+    ``{resource, field, code, message}`` objects), cut short."""
+    try:
+        data = exc.response.json()
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    said = [str(e.get("message") or f"{e.get('field', '')} {e.get('code', '')}".strip())
+            if isinstance(e, dict) else str(e) for e in data.get("errors") or []]
+    message = str(data.get("message") or "")
+    return (f"{message}: {'; '.join(said)}" if said else message)[:500]
 
 
 def _retry_after(exc: RequestFailed) -> timedelta | None:
@@ -478,3 +625,233 @@ class GitHubKitHost:
             return base64.b64decode(data.content).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise GitHubError(f"{what}: not UTF-8 text") from exc
+
+    # -- pull request reviews (PullReviews) ----------------------------------------------------
+
+    def bot_login(self, owner: str, repo: str) -> str:
+        """The login the App writes as (``{slug}[bot]``)."""
+        return self._app.bot_login(owner, repo)
+
+    def pull(self, owner: str, repo: str, number: int) -> PullDetails:
+        data = self._call(f"pull request {owner}/{repo}#{number}", lambda: self._gh.rest.pulls.get(
+            owner, repo, number).parsed_data)
+        return PullDetails(
+            number=data.number, title=data.title, body=data.body or "", state=data.state,
+            draft=bool(data.draft), author=data.user.login, head_ref=data.head.ref,
+            head_sha=data.head.sha, base_ref=data.base.ref, base_sha=data.base.sha,
+            head_repo=data.head.repo.full_name if data.head.repo else None,
+            html_url=data.html_url, base_repo=data.base.repo.full_name,
+        )
+
+    def pull_diff(self, owner: str, repo: str, number: int) -> str:
+        """The pull request's diff (``git diff base...head``), as GitHub renders it."""
+        return self._call(f"diff of {owner}/{repo}#{number}", lambda: self._gh.rest.pulls.get(
+            owner, repo, number, headers={"Accept": DIFF_MEDIA}).text)
+
+    def compare_diff(self, owner: str, repo: str, base: str, head: str) -> str:
+        """The diff of ``base...head`` (branches or shas of the repository)."""
+        return self._call(f"diff {base}...{head} of {owner}/{repo}", lambda: (
+            self._gh.rest.repos.compare_commits(owner, repo, f"{base}...{head}",
+                                                headers={"Accept": DIFF_MEDIA}).text))
+
+    def pull_commits(self, owner: str, repo: str, number: int) -> list[PullCommit]:
+        """The pull request's commits, oldest first (all pages; GitHub stops at 250)."""
+        def page_of(page: int) -> list[PullCommit]:
+            data = self._call(f"commits of {owner}/{repo}#{number} (page {page})", lambda: cast(
+                list[_Commit], self._gh.rest.pulls.list_commits(
+                    owner, repo, number, per_page=PAGE_SIZE, page=page).parsed_data))
+            return [PullCommit(c.sha, _commit_author(c.author, c.commit.author),
+                               c.commit.message, len(c.parents)) for c in data]
+
+        return _all_pages(page_of)
+
+    def reviews(self, owner: str, repo: str, number: int) -> list[Review]:
+        """The pull request's reviews, oldest first (all pages; the App's own pending one too)."""
+        def page_of(page: int) -> list[Review]:
+            data = self._call(f"reviews of {owner}/{repo}#{number} (page {page})", lambda: cast(
+                list[_Review], self._gh.rest.pulls.list_reviews(
+                    owner, repo, number, per_page=PAGE_SIZE, page=page).parsed_data))
+            return [_review(r) for r in data]
+
+        return _all_pages(page_of)
+
+    def create_review(
+        self, owner: str, repo: str, number: int, *, commit_id: str, body: str,
+        comments: Sequence[Mapping[str, Any]], event: Literal["COMMENT"] | None = "COMMENT",
+        key: str | None = None,
+    ) -> Review:
+        """Post a review pinned to ``commit_id`` (without ``event``: the App's PENDING review).
+
+        Never twice: with a ``key`` the body carries its write marker and a 5xx is followed by a
+        look for the App's review with that marker (a submitted review without one gets a
+        random key); a pending review is looked for as the App's pending one (GitHub allows one
+        per person and pull request). GitHub's 422 (a comment off the diff...) is a
+        `GitHubError` whose ``detail`` says why.
+        """
+        marker: str | None = None
+        text = body
+        if key is not None or event is not None:
+            key = key if key is not None else f"once-{secrets.token_hex(8)}"
+            marker, text = write_marker(key), with_marker(body, key)
+        data: dict[str, Any] = {"commit_id": commit_id, "body": text,
+                                "comments": [dict(c) for c in comments]}
+        if event is not None:
+            data["event"] = event
+        bot = self.bot_login(owner, repo)
+
+        def landed() -> Review | None:
+            for review in self.reviews(owner, repo, number):
+                if review.author != bot:
+                    continue
+                if marker is not None and marker in review.body:
+                    return review
+                if marker is None and review.state == "PENDING":
+                    return review
+            return None
+
+        rest = self._gh.rest.pulls
+        return self._call(f"review on {owner}/{repo}#{number}", lambda: _review(rest.create_review(
+            owner, repo, number, data=cast(Any, data)).parsed_data), write=True, recover=landed)
+
+    def delete_pending_review(self, owner: str, repo: str, number: int, review_id: int) -> None:
+        """Delete the App's pending review (a review already gone is what was wanted)."""
+        try:
+            self._call(f"pending review {review_id} on {owner}/{repo}#{number}", lambda: (
+                self._gh.rest.pulls.delete_pending_review(owner, repo, number, review_id)))
+        except GitHubError as exc:
+            if exc.status != 404:
+                raise
+
+    def review_comments(self, owner: str, repo: str, number: int) -> list[ReviewComment]:
+        """Every inline comment of the pull request's submitted reviews, oldest first."""
+        def page_of(page: int) -> list[ReviewComment]:
+            data = self._call(f"review comments of {owner}/{repo}#{number} (page {page})", lambda: cast(
+                list[_ReviewComment], self._gh.rest.pulls.list_review_comments(
+                    owner, repo, number, per_page=PAGE_SIZE, page=page).parsed_data))
+            return [_review_comment(c) for c in data]
+
+        return _all_pages(page_of)
+
+    def reply_to_review_comment(self, owner: str, repo: str, number: int, comment_id: int,
+                                body: str, key: str | None = None) -> int:
+        """Reply in a review comment's thread once; returns the reply's id (see ``create_comment``
+        for ``key``: after a 5xx the thread is searched for the reply's marker)."""
+        key = key if key is not None else f"once-{secrets.token_hex(8)}"
+        marker, text = write_marker(key), with_marker(body, key)
+        bot = self.bot_login(owner, repo)
+
+        def landed() -> int | None:
+            return next((c.id for c in self.review_comments(owner, repo, number)
+                         if c.author == bot and marker in c.body
+                         and comment_id in (c.in_reply_to, c.id)), None)
+
+        rest = self._gh.rest.pulls
+        return self._call(f"reply to review comment {comment_id} on {owner}/{repo}#{number}",
+                          lambda: rest.create_reply_for_review_comment(
+                              owner, repo, number, comment_id, body=text).parsed_data.id,
+                          write=True, recover=landed)
+
+    def review_threads(self, owner: str, repo: str, number: int) -> list[ReviewThread]:
+        """Every review thread of the pull request (GraphQL, all pages), oldest first."""
+        threads: list[ReviewThread] = []
+        cursor: str | None = None
+        while True:
+            variables = {"owner": owner, "name": repo, "number": number,
+                         "first": THREAD_PAGE_SIZE, "cursor": cursor}
+            data = self._graphql(f"review threads of {owner}/{repo}#{number}", THREADS_QUERY, variables)
+            pull = ((data.get("repository") or {}).get("pullRequest")) or {}
+            page = pull.get("reviewThreads") or {}
+            threads += [_thread(node) for node in page.get("nodes") or []]
+            info = page.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                return threads
+            cursor = info.get("endCursor")
+
+    def resolve_review_thread(self, thread_id: str) -> None:
+        """Resolve a review thread (``PRRT_...``); resolving is idempotent, so retried like a read."""
+        self._graphql(f"resolve review thread {thread_id}", RESOLVE_MUTATION, {"threadId": thread_id})
+
+    def update_pull_body(self, owner: str, repo: str, number: int, body: str) -> None:
+        """Replace the pull request's description (idempotent)."""
+        self._call(f"body of {owner}/{repo}#{number}", lambda: self._gh.rest.pulls.update(
+            owner, repo, number, body=body))
+
+    def _graphql(self, what: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """One GraphQL request through ``_call``; GraphQL's errors (answered with 200) are a
+        `GitHubError` whose ``detail`` lists their messages."""
+        def request() -> dict[str, Any]:
+            try:
+                return self._gh.graphql.request(query, variables)
+            except GraphQLFailed as exc:
+                detail = "; ".join(e.message for e in exc.response.errors or [])[:500]
+                raise GitHubError(f"{what}: GitHub's GraphQL API refused it ({detail})",
+                                  detail=detail) from exc
+
+        return self._call(what, request)
+
+
+DIFF_MEDIA = "application/vnd.github.diff"
+THREADS_QUERY = """
+query ReviewThreads($owner: String!, $name: String!, $number: Int!, $first: Int!, $cursor: String) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviewThreads(first: $first, after: $cursor) {
+        nodes {
+          id isResolved isOutdated path line
+          comments(first: 100) { nodes { databaseId author { login __typename } body } }
+        }
+        pageInfo { hasNextPage endCursor }
+      }
+    }
+  }
+}
+"""
+RESOLVE_MUTATION = """
+mutation ResolveReviewThread($threadId: ID!) {
+  resolveReviewThread(input: {threadId: $threadId}) { thread { id isResolved } }
+}
+"""
+
+
+def _rest_login(author: Mapping[str, Any] | None) -> str:
+    """A GraphQL author as its REST login: GraphQL spells a bot ``nightcrew``, REST ``nightcrew[bot]``."""
+    if not author:
+        return "ghost"  # GitHub's name for a deleted account
+    login = str(author.get("login") or "")
+    return f"{login}[bot]" if author.get("__typename") == "Bot" else login
+
+
+def _thread(node: Mapping[str, Any]) -> ReviewThread:
+    comments = tuple(ThreadComment(int(c["databaseId"]), _rest_login(c.get("author")), str(c.get("body") or ""))
+                     for c in (node.get("comments") or {}).get("nodes") or [])
+    return ReviewThread(str(node["id"]), bool(node.get("isResolved")), bool(node.get("isOutdated")),
+                        str(node.get("path") or ""), node.get("line"), comments)
+
+
+def _missing(value: Any) -> Any:
+    """None for githubkit's UNSET (a field GitHub left out)."""
+    return None if value is UNSET else value
+
+
+def _review(data: _Review) -> Review:
+    return Review(data.id, data.user.login if data.user else "ghost", data.body, data.state,
+                  _missing(data.commit_id) or "")
+
+
+def _review_comment(data: _ReviewComment) -> ReviewComment:
+    return ReviewComment(
+        id=data.id, review_id=data.pull_request_review_id,
+        author=data.user.login if data.user else "ghost",
+        body=data.body, path=data.path, line=_missing(data.line), side=_missing(data.side) or "RIGHT",
+        start_line=_missing(data.start_line), start_side=_missing(data.start_side),
+        diff_hunk=data.diff_hunk, commit_id=data.commit_id,
+        in_reply_to=_missing(data.in_reply_to_id), html_url=data.html_url,
+    )
+
+
+def _commit_author(user: Any, git_author: Any) -> str:
+    """The commit author's login if GitHub tied the commit to an account, else its git name."""
+    login = getattr(user, "login", None)
+    if isinstance(login, str) and login:
+        return login
+    return str(getattr(git_author, "name", "") or "")
