@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 USER_AGENT = "GitHub-Hookshot/devhub"
 # Nested keys the examples may lack, but which the stand-in fills in for real.
-_EXTRA_KEYS = {"pull_request", "assignee"}
+_EXTRA_KEYS = {"pull_request", "assignee", "in_reply_to_id"}
 # Keys whose example value may be null or empty: borrow the shape of a populated key.
 _SHAPE_OF = {
     "assignee": "sender",
