@@ -2,8 +2,10 @@
 
 Every REST request is routed and checked by GitHub's OpenAPI description (`OpenAPISpec`);
 what GitHub would reject is rejected here too and recorded in `DevHub.violations`, as is any
-answer of the stand-in that does not fit the spec. `DevHub` is also the Python "UI" through
-which tests and the demo act as people (open issues, label, comment).
+answer of the stand-in that does not fit the spec. GraphQL (`POST /graphql`, review threads
+only) is answered by `devhub.graphql`, its shape checked there. `DevHub` is also the Python "UI"
+through which tests and the demo act as people (open issues and pull requests, label, comment,
+review, reply, open a PR from a fork).
 """
 
 from __future__ import annotations
