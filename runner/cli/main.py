@@ -165,6 +165,26 @@ def run_command(
 
 
 @app.command()
+def review(
+    base: Annotated[str, typer.Option(help="The base ref (what the pull request would merge into).")],
+    head: Annotated[str, typer.Option(help="The head ref (the pull request's branch).")] = "HEAD",
+    repo: Annotated[Path, typer.Option(help="The local git repository.")] = Path("."),
+    findings: Annotated[Path | None, typer.Option(help="A JSON list of findings to place.")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Ask the review model: `scripted:FILE`, or a model id (needs ANTHROPIC_API_KEY).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    max_inline: Annotated[int | None, typer.Option(
+        min=1, help="Most inline comments (default: the repo's config, else 10).")] = None,
+) -> None:
+    """Review a local range base...head without GitHub: print the review it would post."""
+    from runner.cli.review import LocalRange, review_command
+
+    logs.configure(json=False, level=logging.WARNING)
+    typer.echo(review_command(LocalRange(repo, base, head), findings_file=findings, model=model,
+                              as_json=json_output, max_inline=max_inline))
+
+
+@app.command()
 def reconcile(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:

@@ -29,6 +29,7 @@ ADAPTERS = {
     "runner/worker/rq_worker.py": {"rq"},
     "runner/cli/demo.py": {"rq"},
     "runner/cli/doctor.py": {"subprocess"},
+    "runner/cli/review.py": {"subprocess"},  # `nightcrew review` diffs a local range with git
     "runner/context/rg.py": {"subprocess"},
 }
 # Redis holds the queue, locks, controls and the live event stream; nothing else talks to it.
