@@ -281,6 +281,10 @@ class PullReviews(Protocol):
     def update_pull_body(self, owner: str, repo: str, number: int, body: str) -> None: ...
 
 
+class ReviewHost(GitHost, PullReviews, Protocol):
+    """GitHub as pull-request work uses it: the PR's review API and its conversation."""
+
+
 def _call(
     what: str, request: Callable[[], T], *, write: bool = False,
     recover: Callable[[], T | None] | None = None, reauth: Callable[[], None] | None = None,

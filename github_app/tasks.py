@@ -23,6 +23,10 @@ class TaskKey:
     def full_name(self) -> str:
         return f"{self.owner}/{self.repo}"
 
+    def with_number(self, number: int) -> TaskKey:
+        """The issue or pull request ``number`` of the same repository."""
+        return TaskKey(self.owner, self.repo, number)
+
     @property
     def branch(self) -> str:
         return f"nightcrew/issue-{self.number}"

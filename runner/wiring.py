@@ -12,7 +12,7 @@ import redis
 
 from github_app import logs
 from github_app import wiring as app_wiring
-from github_app.github import GitHost, GitHubApp
+from github_app.github import GitHost, GitHubApp, GitHubKitHost
 from github_app.queue import controls
 from github_app.queue.jobqueue import RQJobQueue
 from github_app.queue.model_hold import RedisRefusals
@@ -46,6 +46,12 @@ class Dependencies:
         """The GitHub client for the installation that covers the task's repository."""
         app = self.app()
         installation = installation_id or app.installation_for(task.owner, task.repo)
+        return app.host(int(installation))
+
+    def review_host_for(self, pull: TaskKey, installation_id: int | None) -> GitHubKitHost:
+        """The GitHub client with the pull-request review API, for the PR's installation."""
+        app = self.app()
+        installation = installation_id or app.installation_for(pull.owner, pull.repo)
         return app.host(int(installation))
 
     @functools.cached_property

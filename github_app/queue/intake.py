@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from github_app import logs, wiring
-from github_app.github import GitHost
+from github_app.github import GitHost, ReviewHost
 from github_app.ingress.routing import COMMANDS
-from github_app.queue import controls
+from github_app.queue import controls, reviews
 from github_app.queue.dispatch import advance
 from github_app.queue.jobqueue import JobQueue
 from github_app.queue.label_cache import remember_trigger_label
-from github_app.queue.payloads import IntakeJob, TaskJob
+from github_app.queue.payloads import IntakeJob, ReviewJob, TaskJob
 from github_app.queue.scheduler import TaskScheduler
 from github_app.queue.stopper import stopped_view
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config, render_config_error
@@ -33,7 +33,7 @@ from github_app.tracker.status import StatusView
 from github_app.trust import Refusal as TrustRefusal
 from github_app.trust import check_actor, check_app_permissions
 
-AUTOMATIC_KINDS = frozenset({"review", "revise"})
+PULL_KINDS = ("review", "revise")  # work on a pull request: a review round, or a revision
 log = logs.get("nightcrew.intake")
 
 
@@ -61,12 +61,7 @@ def handle(job: IntakeJob, host: GitHost, queue: JobQueue, scheduler: TaskSchedu
     if kind in ("unknown", "help"):
         _reply(host, job, _help_text(job.args if kind == "unknown" else None))
         return kind
-    if kind in AUTOMATIC_KINDS:
-        # Review and revision tasks come from nightcrew's own PRs, not from a person typing:
-        # until they are built, log them; a comment on every push would be noise.
-        log.info("intake.deferred", task=str(task), kind=kind)
-        return f"deferred:{kind}"
-    if kind not in STEERING and kind != "start":
+    if kind not in STEERING and kind not in ("start", *PULL_KINDS):
         _reply(host, job, f"`/nightcrew {kind}` is not available yet in this version.")
         return f"unsupported:{kind}"
     try:
@@ -78,6 +73,12 @@ def handle(job: IntakeJob, host: GitHost, queue: JobQueue, scheduler: TaskSchedu
     remember_trigger_label(scheduler.connection, task.full_name, config.trigger_label)
     if job.label and job.label != config.trigger_label:
         return "not-the-trigger-label"  # the repo renamed its trigger; this label means nothing
+    if kind in PULL_KINDS:
+        if not job.is_pull_request:
+            _reply(host, job, f"`/nightcrew {kind}` works on pull requests; on an issue, say "
+                              "`/nightcrew fix`.")
+            return f"{kind}:not-a-pull-request"
+        return _on_pull(job, cast(ReviewHost, host), queue, scheduler, config, checkpoint_key)
     refusal = _refusal(task, host, job.actor, config)
     if refusal is not None:
         _reply(host, job, f"{refusal.reason} Nothing was started.")
@@ -235,6 +236,49 @@ def _cancel_stopped(job: IntakeJob, tracker: IssueTracker, where: State) -> str:
     tracker.write(stopped_view(job.task, "cancelled", detail, tracker.status_body(), tracker.key))
     tracker.set_state("cancelled")
     return "cancel:cancelled"
+
+
+def _on_pull(job: IntakeJob, host: ReviewHost, queue: JobQueue, scheduler: TaskScheduler,
+             config: RepoConfig, checkpoint_key: bytes | None) -> str:
+    """``review``: one round on the review queue; ``revise``: a revision task on the issue the PR
+    fixes. Who may ask is checked as for any command; an automatic review of nightcrew's own PR
+    is the repo's ``review.self_review``, of anyone else's ``review.on_open``."""
+    task = job.task
+    pr = host.pull(task.owner, task.repo, task.number)
+    own = pr.author.lower() == host.bot_login(task.owner, task.repo).lower()
+    # Opened or marked ready: nobody typed. A review asking for changes is a person: checked.
+    automatic = job.kind == "review" and job.trigger.startswith("pull_request.")
+    if automatic and not (config.review.self_review if own else config.review.on_open):
+        return "review:off"
+    if not (automatic and own):
+        refusal = _refusal(task, host, job.actor, config)
+        if refusal is not None:
+            if not automatic:
+                _reply(host, job, f"{refusal.reason} Nothing was started.")
+            log.info("intake.refused", task=str(task), actor=job.actor, reason=refusal.reason)
+            return "refused"
+    if job.comment_id is not None:
+        host.react(task, "eyes", job.comment_id)
+    if job.kind == "review":
+        assert job.installation_id is not None
+        return reviews.enqueue_review(scheduler.connection, queue, ReviewJob(
+            task=task, installation_id=job.installation_id, actor=job.actor,
+            trigger=_review_trigger(job.trigger), delivery=job.delivery))
+    issue = reviews.issue_of_branch(pr.head_ref) if own else None
+    if issue is None:
+        _reply(host, job, "nightcrew revises only the pull requests it opened; say "
+                          "`/nightcrew review` for a review of this one.")
+        return "revise:not-ours"
+    assert job.installation_id is not None
+    tracker = IssueTracker(host, TaskKey(task.owner, task.repo, issue), checkpoint_key)
+    why = "review comments" if job.trigger else f"@{job.actor} asked"
+    return reviews.submit_revision(tracker, queue, scheduler, config, pull_number=task.number,
+                                   actor=job.actor, installation_id=job.installation_id, why=why)
+
+
+def _review_trigger(trigger: str) -> str:
+    """The ReviewJob's trigger for an intake's (``pull_request.opened`` → ``opened``)."""
+    return trigger.rpartition(".")[2] if trigger else "command"
 
 
 def _reply(host: GitHost, job: IntakeJob, body: str) -> int:

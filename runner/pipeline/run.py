@@ -11,13 +11,14 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 from unidiff.errors import UnidiffParseError
 
 from github_app import logs
 from github_app.errors import NeedsHuman, Retryable, TaskFailed
-from github_app.github import GitHost, Issue
+from github_app.github import GitHost, Issue, ReviewHost
+from github_app.ingress.routing import parse_slash_command
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config
 from github_app.tasks import TaskKey
 from github_app.tracker import lifecycle
@@ -37,6 +38,8 @@ from runner.model import ModelClient, ModelKeyRefused
 from runner.model.patience import ModelWait, PatientModel, WaitPolicy, WaitStopped
 from runner.pipeline.live_status import StatusReporter
 from runner.pipeline.repo_setup import run_setup
+from runner.review.feedback import Revision, from_ledger, from_people
+from runner.review.task import SummaryComment
 from runner.sandbox import Sandbox
 from runner.testrun import TestCommand, TestReport, detect_test_command, run_tests
 from runner.workspace import GitTransportError, Workspace, WorkspaceError, Workspaces
@@ -121,11 +124,14 @@ def run(
     task: TaskKey, *, host: GitHost, models: ModelFactory, sandbox_for: SandboxFactory,
     config: TaskConfig, status_comment: int | None = None, controls: TaskControls | None = None,
     events: EventLog | None = None, resume: bool = False, fresh: bool = False,
+    revise_pr: int | None = None,
 ) -> TaskOutcome:
     """Run one task; report on the issue whatever happens.
 
     A run after a crash (or a ``/nightcrew resume``) starts from the signed checkpoint under the
     status comment: same comment, same branch and commits, same plan, the budget as spent.
+    ``revise_pr``: a revision of that nightcrew PR — the task's branch taken up from its head,
+    the open review feedback as the brief, the same PR updated (``runner.review.feedback``).
     """
     controls = controls or NoControls()
     events = events or EventLog(config.data_dir, str(task), new_run_id(), redis=None)
@@ -141,8 +147,13 @@ def run(
     reporter.update(RunUpdate(state="running", detail="Resuming from the last checkpoint…"
                               if checkpoint else "Checking out the repository…"), force=True)
     try:
+        revision = _revision(host, task, revise_pr, config) if revise_pr else None
+        if revision is not None and revision.empty:
+            _finish(reporter, outcome, "pr_opened", f"Nothing to revise on #{revise_pr}: no open "
+                    "review comment asks for a change.")
+            return outcome
         _run(task, host, models, sandbox_for, config, reporter, outcome, controls, checkpoint,
-             fresh=fresh)
+             fresh=fresh, revision=revision)
     except TaskFailed as exc:
         _finish(reporter, outcome, "failed", str(exc))
     except Retryable as exc:
@@ -162,6 +173,7 @@ def _run(
     task: TaskKey, host: GitHost, models: ModelFactory, sandbox_for: SandboxFactory,
     config: TaskConfig, reporter: StatusReporter, outcome: TaskOutcome, controls: TaskControls,
     checkpoint: Checkpoint | None = None, *, fresh: bool = False,
+    revision: Revision | None = None,
 ) -> None:
     issue = host.issue(task)
     repo = host.repository(task.owner, task.repo)
@@ -206,7 +218,8 @@ def _run(
             saver.start()
             result = run_agent(issue, workspace, sandbox, command, models, config, repo_config,
                                reporter.update, outcome, memory, controls, on_green=saver.green,
-                               on_change=saver.step, resume_from=checkpoint, restored=restored)
+                               on_change=saver.step, resume_from=checkpoint, restored=restored,
+                               revision=revision)
         if result.outcome in ("cancelled", "paused"):
             controls.clear_stop()
             verb = "resume" if result.outcome == "paused" else "retry"
@@ -226,6 +239,9 @@ def _run(
         reporter.update(RunUpdate(tests_after=_counts(after)))
         if result.outcome == "paused_budget":
             _pause_for_budget(task, workspace, host.token, issue, result, reporter, outcome, saver)
+            return
+        if revision is not None:
+            _publish_revision(task, host, workspace, issue, result, reporter, outcome, saver, revision)
             return
         _publish(task, host, repo.default_branch, workspace, host.token, issue, result, repo_config,
                  reporter, outcome, saver)
@@ -466,6 +482,7 @@ def run_agent(
     outcome: TaskOutcome, memory: FailureLog, controls: TaskControls | None = None,
     on_green: Callable[[], None] | None = None, resume_from: Checkpoint | None = None,
     on_change: Callable[[], None] | None = None, restored: Sequence[str] = (),
+    revision: Revision | None = None,
 ) -> AgentResult:
     """Gather the context, then run the loop under the repo's budget, limits and approval gate.
 
@@ -475,8 +492,10 @@ def run_agent(
     tools = Toolbox(workspace.path, sandbox, command, test_timeout=config.test_timeout_s,
                     output_limit=policy.log_truncation_limit)
     before = outcome.tests_before
+    # A revision's context is found from the review comments too: they name the files and lines.
+    asked = issue.body if revision is None else f"{issue.body}\n\n{revision.brief}"
     context = build_context(
-        workspace.path, IssueText(issue.title, issue.body, author=issue.author,
+        workspace.path, IssueText(issue.title, asked, author=issue.author,
                                   origin=f"issue #{issue.number}"),
         token_budget=repo_config.context.token_budget,
         max_files=repo_config.context.max_files_per_task, rules=repo_config.rules,
@@ -521,7 +540,7 @@ def run_agent(
                   stop_check=controls.stop_requested, on_green=on_green, on_change=on_change,
                   plan=_resumed_plan(resume_from) or True)
     try:
-        result = agent.run(_brief(issue, context, before, resume_from, restored))
+        result = agent.run(_brief(issue, context, before, resume_from, restored, revision))
     except NeedsHuman as exc:  # the model API: an outage past the wait, every key refused, a stop
         result = _stopped_by(exc, agent.result, controls, outcome)
     outcome.steps, outcome.tokens, outcome.cost_usd = (
@@ -589,10 +608,15 @@ _CHANGE_STATUS: dict[str, ChangeStatus] = {"A": "added", "M": "modified", "D": "
 
 
 def _brief(issue: Issue, context: ContextPackage, before: TestReport | None,
-           resume_from: Checkpoint | None = None, restored: Sequence[str] = ()) -> str:
+           resume_from: Checkpoint | None = None, restored: Sequence[str] = (),
+           revision: Revision | None = None) -> str:
     """The task as the planner and the executor first see it."""
     lines = [f"Fix issue #{issue.number} of this repository. The issue and the repository "
              "context follow."]
+    if revision is not None:
+        lines = [f"The fix for issue #{issue.number} is on this branch, in pull request "
+                 f"#{revision.pull.number}, and reviewers asked for changes.", "", revision.brief, "",
+                 "The issue and the repository context follow."]
     if resume_from is not None and resume_from.head_sha:
         lines.append(f"This task is resumed: the work of an earlier run is already committed on "
                      f"this branch (up to {resume_from.head_sha[:10]}); plan items marked done are "
@@ -657,6 +681,71 @@ def _publish(
     else:
         _finish(reporter, outcome, "failed", "Opened a **draft** pull request with the failure "
                 f"report: {'; '.join(verdict.reasons)}.")
+
+
+def _revision(host: GitHost, task: TaskKey, pr_number: int, config: TaskConfig) -> Revision:
+    """What the revision of ``pr_number`` is to address, read from the PR now."""
+    reviews = cast(ReviewHost, host)
+    pull = task.with_number(pr_number)
+    bot = reviews.bot_login(task.owner, task.repo)
+    threshold = _repo_config(host, task).review.fix_severity
+    comments = reviews.review_comments(task.owner, task.repo, pr_number)
+    ledger = (SummaryComment(reviews, pull, config.checkpoint_key, bot).read()
+              if config.checkpoint_key else None)
+    items = [*from_ledger(ledger, threshold, comments),
+             *from_people(reviews.review_threads(task.owner, task.repo, pr_number), comments, bot)]
+    request, requester = _fix_request(host, pull, bot)
+    head = reviews.pull(task.owner, task.repo, pr_number).head_sha
+    return Revision(pull, tuple(items), request, requester, head)
+
+
+def _fix_request(host: GitHost, pull: TaskKey, bot: str) -> tuple[str, str]:
+    """The newest ``/nightcrew fix …`` a person wrote in the PR's conversation, and by whom."""
+    for comment in reversed(host.list_comments(pull)):
+        if comment.author.lower() == bot.lower():
+            continue
+        asked = parse_slash_command(comment.body)
+        if asked is not None and asked.verb == "fix":
+            return asked.args, comment.author
+    return "", "unknown"
+
+
+def _publish_revision(
+    task: TaskKey, host: GitHost, workspace: Workspace, issue: Issue, result: AgentResult,
+    reporter: StatusReporter, outcome: TaskOutcome, saver: WorkSaver, revision: Revision,
+) -> None:
+    """Only green work goes onto the PR's branch; then each person's thread hears which commit
+    addressed it (their threads stay theirs to resolve; findings are settled by the re-review)."""
+    assert outcome.tests_after is not None
+    verdict = judge(outcome.tests_before, outcome.tests_after)
+    if not verdict.ready:
+        raise TaskFailed(f"The revision of #{revision.pull.number} does not pass the tests ("
+                         + "; ".join(verdict.reasons) + "); the pull request was left as it was.")
+    summary = result.summary or "Addressed the review."
+    if workspace.commit_all(f"Address review on #{revision.pull.number}\n\n{summary}"):
+        outcome.commits.append(workspace.head())
+    sha = workspace.head()  # green steps may have committed the work already
+    if sha == revision.head_sha:
+        _finish(reporter, outcome, "pr_opened", f"The revision of #{revision.pull.number} changed "
+                "nothing; its review comments are left for people.")
+        return
+    push_checked(workspace, host.token, delete=saver.superseded())
+    saver.remote_wip = False
+    reporter.summary = summary
+    reporter.advance("pushed", RunUpdate(commits=tuple(outcome.commits)))
+    reviews = cast(ReviewHost, host)
+    first_line = summary.splitlines()[0][:200]
+    for item in revision.items:
+        if item.source == "person" and item.comment_id is not None:
+            reviews.reply_to_review_comment(task.owner, task.repo, revision.pull.number,
+                                            item.comment_id, f"Addressed in {sha[:10]}: {first_line}")
+    pull = host.find_pull(task.owner, task.repo, task.branch)
+    outcome.pr_number = revision.pull.number
+    outcome.pr_url = pull.html_url if pull else None
+    outcome.summary = summary
+    reporter.pr_number = revision.pull.number
+    reporter.update(RunUpdate(commits=tuple(outcome.commits), pr_url=outcome.pr_url))
+    _finish(reporter, outcome, "pr_opened", f"Revised #{revision.pull.number} in `{sha[:10]}`: {summary}")
 
 
 _ENDING: dict[State, lifecycle.Happening] = {

@@ -77,7 +77,7 @@ def _recheck(entry: Entry, verdicts: Mapping[str, Verdict], paths: Collection[st
     if entry.fingerprint in dismissed:
         return replace(entry, state="irrelevant", settled_in=head_sha,
                        note="a person resolved its thread")
-    if entry.path not in paths:
+    if entry.inline and entry.path not in paths:  # it had a place in the diff, and lost it
         return replace(entry, state="outdated", settled_in=head_sha,
                        note="the file is no longer changed by this PR")
     verdict = verdicts.get(entry.fingerprint)

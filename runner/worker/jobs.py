@@ -9,12 +9,15 @@ from typing import Any, TypeVar
 
 from github_app import logs
 from github_app.errors import Retryable
-from github_app.queue import model_hold
+from github_app.queue import model_hold, reviews
 from github_app.queue.dispatch import advance
 from github_app.queue.jobqueue import beating
-from github_app.queue.payloads import TaskJob
+from github_app.queue.payloads import ReviewJob, TaskJob
+from github_app.repo_config import RepoConfigError, load_repo_config
+from github_app.tracker.issue import IssueTracker
 from runner import wiring
 from runner.pipeline.run import run
+from runner.review.task import RoundResult, review_round
 
 # GitHub throttling or failing beyond what the adapter waits out in-process (20 s): the job
 # waits here, keeping its slot and heartbeat, and runs the task again from its checkpoint.
@@ -45,8 +48,13 @@ def run_task(raw: str | dict[str, Any]) -> dict[str, Any]:
                 config=deps.task_config(), status_comment=job.status_comment,
                 controls=deps.controls_for(task), events=deps.events_for(task),
                 # A second run after a wait continues from the checkpoint the first one wrote.
-                resume=job.resume, fresh=first and job.fresh,
+                resume=job.resume, fresh=first and job.fresh, revise_pr=job.revise_pr,
             ), what=str(task))
+        if job.revise_pr is not None and outcome.state == "pr_opened":
+            # The fix loop: the revised PR is reviewed again (the ledger decides what is new).
+            reviews.enqueue_review(deps.connection, deps.scheduler()[1], ReviewJob(
+                task=task.with_number(job.revise_pr), installation_id=job.installation_id,
+                actor=job.actor, trigger="after_fix"))
         if outcome.waiting_for == "model_key":
             # The fleet holds task work until the maintenance pass finds a key that works;
             # then this task is submitted again and resumes (runner.worker.model_keys).
@@ -58,6 +66,49 @@ def run_task(raw: str | dict[str, Any]) -> dict[str, Any]:
         scheduler.finish(task)
         advance(scheduler, queue)
     return wiring.outcome_json(outcome)
+
+
+def review_pull(raw: str | dict[str, Any]) -> dict[str, Any]:
+    """One review round on a pull request (a ``ReviewJob``), then the fix loop's next step.
+
+    A request that came while this round ran is served right after it (one running, one
+    pending); so is a round that found the head moved under it.
+    """
+    job: ReviewJob | None = ReviewJob.from_json(raw)
+    deps = wiring.from_settings()
+    results: list[RoundResult] = []
+    while job is not None and len(results) < 5:
+        results.append(_one_round(deps, job))
+        again = reviews.take_again(deps.connection, job.task)
+        job = again or (replace(job, trigger="command") if results[-1].state == "stale" else None)
+    last = results[-1]
+    return {"rounds": len(results), "state": last.state, "reason": last.reason,
+            "inline": last.inline, "cost_usd": round(sum(r.cost_usd for r in results), 6)}
+
+
+def _one_round(deps: wiring.Dependencies, job: ReviewJob) -> RoundResult:
+    pull = job.task
+    host = deps.review_host_for(pull, job.installation_id)
+    try:
+        config = load_repo_config(host, pull.owner, pull.repo)
+    except RepoConfigError as exc:
+        log.info("review.config_error", pull=str(pull), error=str(exc))
+        return RoundResult("skipped", f"the repository's config is broken: {exc}")
+    task_config = deps.task_config()
+    model = deps.models()(config.review.model or config.models.model_for(
+        "summarizer", task_config.summarizer_model))
+    key = task_config.checkpoint_key
+    if key is None:
+        return RoundResult("skipped", "no checkpoint key: the findings ledger cannot be signed")
+    result = through_github_waits(lambda _first: review_round(
+        host, pull, model=model, policy=config.review, key=key, trigger=job.trigger), what=str(pull))
+    if result.decision.revise and result.issue is not None:
+        scheduler, queue = deps.scheduler()
+        tracker = IssueTracker(host, pull.with_number(result.issue), key)
+        reviews.submit_revision(tracker, queue, scheduler, config, pull_number=pull.number,
+                                actor=job.actor, installation_id=job.installation_id,
+                                why=result.decision.reason)
+    return result
 
 
 def through_github_waits(attempt: Callable[[bool], T], *, what: str = "",
