@@ -166,8 +166,8 @@ def render_comment(ledger: Ledger, key: bytes, *, status: str = "") -> str:
     counts = ", ".join(f"{len(ledger.in_state(s))} {s}" for s in FINDING_STATES if ledger.in_state(s))
     lines.append(f"Round {ledger.rounds} · {counts or 'no findings'} · "
                  f"fix rounds {ledger.fix_rounds} · review cost ${ledger.cost_usd:.4f}")
-    if status:
-        lines += ["", status]
+    if status:  # the model's summary is in it: text, never markup of ours
+        lines += ["", escape_comment(status)]
     for state in FINDING_STATES:
         entries = ledger.in_state(state)
         if not entries:
@@ -176,14 +176,14 @@ def render_comment(ledger: Ledger, key: bytes, *, status: str = "") -> str:
         for entry in entries:
             how = "" if entry.inline else " · _not inline_"
             settled = f" · in `{entry.settled_in[:10]}`" if entry.settled_in else ""
-            note = f" — {entry.note}" if entry.note else ""
+            note = f" — {escape_comment(entry.note)}" if entry.note else ""
             lines.append(f"- `{entry.where}` **{entry.severity}**{how}{settled}: "
-                         f"{_escape(entry.title)}{note}")
+                         f"{escape_comment(entry.title)}{note}")
     lines += ["", "<sub>Say `/nightcrew review` to review again, `/nightcrew fix …` to ask for "
                   "changes.</sub>", "", render_block(ledger, key)]
     return "\n".join(lines)
 
 
-def _escape(text: str) -> str:
-    """A title on one line that cannot open an HTML comment or a block of ours."""
+def escape_comment(text: str) -> str:
+    """Text on one line that cannot open an HTML comment (so no block or write key of ours)."""
     return text.replace("<!--", "&lt;!--").replace("\n", " ")

@@ -18,10 +18,11 @@ from typing import Literal
 
 from github_app import logs
 from github_app.github import GitHubError, PullDetails, ReviewHost, ReviewThread
+from github_app.queue.reviews import issue_of_branch
 from github_app.repo_config import ReviewPolicy
 from github_app.tasks import TaskKey
 from runner.model import ModelClient
-from runner.review.ledger import MARKER, Entry, Ledger, read_ledger, render_comment
+from runner.review.ledger import MARKER, Entry, Ledger, escape_comment, read_ledger, render_comment, title_of
 from runner.review.placement import InlineComment, Placement, PullDiff, place
 from runner.review.post import post_review
 from runner.review.reviewer import ReviewModelError, review_diff
@@ -30,7 +31,6 @@ from runner.review.rounds import FixDecision, RoundPlan, next_step, plan_round, 
 MAX_FILES = 30  # changed files read at the head for the model (the diff covers the rest)
 log = logs.get("nightcrew.review")
 RoundState = Literal["posted", "nothing_new", "skipped", "stale", "model_failed"]
-_BRANCH = re.compile(r"nightcrew/issue-(\d+)")
 ROUNDS_START = "<!-- nightcrew:review-rounds -->"
 ROUNDS_END = "<!-- /nightcrew:review-rounds -->"
 
@@ -103,7 +103,7 @@ def review_round(
     summary.write(after, status=status)
     if own:
         _note_rounds(host, pull, pr, after)
-    issue = _issue_of(pr) if own else None
+    issue = issue_of_branch(pr.head_ref) if own else None
     log.info("review.round", pull=str(pull), round=after.rounds, new=len(plan.to_post),
              inline=len(comment_ids), settled=len(plan.settled), revise=decision.revise,
              cost_usd=round(answer.cost_usd, 6))
@@ -165,8 +165,8 @@ def review_body(plan: RoundPlan, placement: Placement,
         by_id = {f.id: f for f in plan.to_post}
         lines += ["", "Not inline:"]
         for path, line, why, finding in outside:
-            text = by_id[finding].body.splitlines()[0] if finding in by_id else ""
-            lines.append(f"- `{path}:{line}` — {text} _({why})_")
+            text = title_of(by_id[finding].body) if finding in by_id else ""
+            lines.append(f"- `{path}:{line}` — {escape_comment(text)} _({why})_")
     if plan.repeated:
         lines += ["", f"{len(plan.repeated)} finding(s) were reported before and are not repeated."]
     return "\n".join(lines)
@@ -243,11 +243,6 @@ def _refused_note(refused: Sequence[tuple[InlineComment, str]]) -> str:
     if not refused:
         return ""
     return f"GitHub refused {len(refused)} inline comment(s); they are listed here instead."
-
-
-def _issue_of(pr: PullDetails) -> int | None:
-    match = _BRANCH.fullmatch(pr.head_ref)
-    return int(match.group(1)) if match else None
 
 
 def _note_rounds(host: ReviewHost, pull: TaskKey, pr: PullDetails, ledger: Ledger) -> None:

@@ -207,11 +207,15 @@ def test_repo_cap_from_config_reaches_the_scheduler(connection: redis.Redis) -> 
     assert [job[3] for job in task_jobs(queue)] == [TASK.job_id]  # the repo allows one at a time
 
 
-def test_review_and_revision_events_are_deferred_without_noise(scheduler: TaskScheduler) -> None:
+def test_review_and_revise_on_a_plain_issue_are_answered_and_queue_nothing(
+    scheduler: TaskScheduler,
+) -> None:
+    # On pull requests they are tested against the stand-in (tests/e2e/test_review_jobs.py).
     host, queue = FakeHost(), FakeQueue()
-    for kind in ("review", "revise"):
-        assert handle(args(kind=kind), host, queue, scheduler) == f"deferred:{kind}"
-    assert host.comments == {} and queue.jobs == []
+    for n, kind in enumerate(("review", "revise")):
+        assert handle(args(kind=kind, delivery=f"d{n}"), host, queue, scheduler) == f"{kind}:not-a-pull-request"
+    assert len(host.comments) == 2 and all("works on pull requests" in b for b in host.comments.values())
+    assert queue.jobs == [] and host.labels == set()
 
 
 def test_a_cancel_gives_the_running_task_the_configured_grace_period(

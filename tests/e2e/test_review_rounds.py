@@ -27,6 +27,7 @@ from runner.sandbox import Sandbox, SandboxPolicy
 from runner.sandbox.bwrap import BwrapSandbox
 from tests.e2e.task_helpers import KEY, OWNER, REPO, scripted_task
 
+pytestmark = pytest.mark.e2e
 BOT = "nightcrew[bot]"
 POLICY = ReviewPolicy()
 FINDING = {"path": "calc.py", "line": 2, "severity": "high", "category": "correctness",
