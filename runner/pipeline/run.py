@@ -696,7 +696,9 @@ def _revision(host: GitHost, task: TaskKey, pr_number: int, config: TaskConfig) 
              *from_people(reviews.review_threads(task.owner, task.repo, pr_number), comments, bot)]
     request, requester = _fix_request(host, pull, bot)
     head = reviews.pull(task.owner, task.repo, pr_number).head_sha
-    return Revision(pull, tuple(items), request, requester, head)
+    return Revision(pull, tuple(items), request, requester, head,
+                    review_rounds=ledger.rounds if ledger else 0,
+                    review_cost_usd=ledger.cost_usd if ledger else 0.0)
 
 
 def _fix_request(host: GitHost, pull: TaskKey, bot: str) -> tuple[str, str]:
@@ -745,7 +747,8 @@ def _publish_revision(
     outcome.summary = summary
     reporter.pr_number = revision.pull.number
     reporter.update(RunUpdate(commits=tuple(outcome.commits), pr_url=outcome.pr_url))
-    _finish(reporter, outcome, "pr_opened", f"Revised #{revision.pull.number} in `{sha[:10]}`: {summary}")
+    _finish(reporter, outcome, "pr_opened",
+            f"Revised #{revision.pull.number} in `{sha[:10]}`: {summary}{revision.spent}")
 
 
 _ENDING: dict[State, lifecycle.Happening] = {

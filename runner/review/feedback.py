@@ -112,6 +112,16 @@ class Revision:
     request: str = ""  # a person's ``/nightcrew fix …`` text on the PR, if any
     requester: str = "unknown"
     head_sha: str = ""  # the PR's head when the revision started: a revision adds commits to it
+    review_rounds: int = 0  # of the PR so far, and what they cost (from the ledger)
+    review_cost_usd: float = 0.0
+
+    @property
+    def spent(self) -> str:
+        """The review so far, for the status comment."""
+        if not self.review_rounds:
+            return ""
+        return (f" Review so far: {self.review_rounds} round(s), "
+                f"${self.review_cost_usd:.4f}.")
 
     @property
     def empty(self) -> bool:

@@ -120,6 +120,8 @@ def test_two_rounds_findings_posted_fixed_resolved_and_never_repeated(
 
     revised, builder = revise(devhub, app_private_key, tmp_path, issue, pull, first.status_comment)
     assert revised.state == "pr_opened" and revised.pr_number == pull.number
+    status = host.list_comments(issue)
+    assert any("Review so far: 1 round(s), $" in c.body for c in status)  # rounds and review cost
     brief = first_text(builder)
     assert "calc.py:2" in brief and "reject non-numbers" in brief
     head2 = host.pull(OWNER, REPO, pull.number).head_sha
