@@ -28,6 +28,7 @@ from github_app.tasks import TaskKey
 from github_app.tracker.status import MARKER, split_block
 from runner.fakes.messages_server import FakeMessagesServer
 from runner.fakes.script import ScriptStep
+from runner.review.ledger import MARKER as REVIEW_MARKER
 from runner.worker.procs import (
     ManagedProcess,
     ProcessFailed,
@@ -84,6 +85,11 @@ def demo_script() -> list[ScriptStep]:
         {"tool_calls": [{"name": "run_tests", "input": {}}]},
         {"tool_calls": [{"name": "mark_done", "input": {"items": [1, 2, 3]}}]},
         {"tool_calls": [{"name": "finish", "input": {"summary": SUMMARY}}]},
+        # The PR is nightcrew's own, so opening it asks for a review round: the review model.
+        {"tool_calls": [{"name": "submit_review", "input": {
+            "findings": [{"path": "calc.py", "line": 6, "severity": "low", "category": "tests",
+                          "body": "Consider a test with negative numbers too."}],
+            "summary": "The fix is the smallest one and the failing test now passes."}}]},
     ]
     return [ScriptStep.from_json(step) for step in steps]
 
@@ -168,6 +174,11 @@ def _run(
     hub.add_label(OWNER, REPO, number, "nightcrew")
     issue = _watch(hub, number, [web, worker], console, timeout)
     result = _result(hub, issue, redis_url, TaskKey(OWNER, REPO, number))
+    if result["pr"] is not None:
+        with console.status("nightcrew reviews its pull request…"):
+            result["reviewed"] = _reviewed(hub, result["pr"], [web, worker], deadline_s=60.0)
+        if result["reviewed"]:
+            console.log(f"PR #{result['pr']} reviewed: one inline comment, the findings ledger")
     if inspect is not None:
         inspect(hub, result)
     return result
@@ -216,6 +227,18 @@ def _watch(
     raise TimeoutError(
         f"the task did not finish within {timeout}s; worker log:\n{procs[-1].tail()}"
     )
+
+
+def _reviewed(hub: DevHub, pr: int, procs: list[ManagedProcess], *, deadline_s: float) -> bool:
+    """Whether the review round's summary comment (the ledger) appears on the PR in time."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        for proc in procs:
+            proc.check_alive()
+        if any(REVIEW_MARKER in c["body"] for c in hub.issue(OWNER, REPO, pr)["comments"]):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _status_comment(issue: dict[str, Any]) -> dict[str, Any] | None:

@@ -77,7 +77,7 @@ def _text_of(content: Any) -> str:
 
 
 def next_move(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """What a good model answers to this request: ("plan"|"summary", {}) or (tool, input).
+    """What a good model answers to this request: ("plan"|"summary"|"review", {}) or (tool, input).
 
     Decided from the request alone, so a resumed run (fresh conversation, plan kept or not, the
     fix already on the branch or not) still gets the answer that moves it on: edit unless the
@@ -85,6 +85,8 @@ def next_move(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     done), finish. A resumed conversation has no test run yet, so it runs the tests again.
     """
     system = json.dumps(body.get("system", ""))
+    if any(tool.get("name") == "submit_review" for tool in body.get("tools") or []):
+        return "review", {}  # the round reviewing a PR nightcrew opened: nothing to find
     if "planner" in system:
         return "plan", {}
     if "handoff note" in system:
@@ -130,6 +132,9 @@ class AdaptiveMessagesServer(FakeMessagesServer):
             step = ScriptStep.from_json({"text": PLAN_TEXT})
         elif move == "summary":
             step = ScriptStep.from_json({"text": "Handoff: calc.add is fixed; run the tests, finish."})
+        elif move == "review":
+            step = ScriptStep.from_json({"tool_calls": [{"name": "submit_review", "input": {
+                "findings": [], "summary": "The fix is minimal."}}]})
         else:
             step = ScriptStep.from_json({"tool_calls": [{"name": move, "input": args}]})
         self._steps.append(step)  # every earlier step was served: this one is next
@@ -260,7 +265,9 @@ class ChaosHarness:
                  extra_env: dict[str, str] | None = None) -> None:
         self.root = root
         self.extra_env = dict(extra_env or {})  # set for every process, after the fast timings
-        self.files = dict(files or DEMO_FILES)
+        # The chaos tests count a task's model calls and GitHub writes: the review round that
+        # nightcrew's own PR would start (tested in test_review_*.py and the demo) is off here.
+        self.files = without_self_review(dict(files or DEMO_FILES))
         # Fast: the test timings (FAST_TIMINGS), so the suite stays short; one point runs with
         # the production defaults to show those hold too. What a resume waits for (measured):
         # the dead run's heartbeat to lapse (its TTL, 3 s), and the grace for a job that may not
@@ -589,6 +596,14 @@ def repo_files(*, setup: list[str] | None = None, test: str | None = None) -> di
         lines.append(f"test: {json.dumps(test)}")
     lines += ["caps:", "  per_repository: 1", "rules:", "  - Keep the change minimal."]
     return {**DEMO_FILES, ".github/nightcrew.yml": "\n".join(lines) + "\n"}
+
+
+def without_self_review(files: dict[str, str]) -> dict[str, str]:
+    """``files`` with ``review.self_review`` off in their nightcrew config."""
+    config = files.get(".github/nightcrew.yml", "")
+    if "review:" not in config:
+        files[".github/nightcrew.yml"] = config + "review:\n  self_review: false\n"
+    return files
 
 
 def report(line: str, data: dict[str, Any]) -> None:

@@ -58,6 +58,7 @@ from tests.e2e.chaos_harness import (
     _tree,
     repo_files,
     report,
+    without_self_review,
 )
 
 pytestmark = pytest.mark.e2e
@@ -113,7 +114,7 @@ class Cancels:
         self.roots = Workspaces(h.data_dir.resolve()).roots()
 
     def repo(self, name: str, *, setup: list[str] | None = None, test: str | None = None) -> str:
-        self.h.hub.create_repo(OWNER, name, repo_files(setup=setup, test=test))
+        self.h.hub.create_repo(OWNER, name, without_self_review(repo_files(setup=setup, test=test)))
         return name
 
     def trigger(self, repo: str) -> TaskKey:

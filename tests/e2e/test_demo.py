@@ -27,6 +27,7 @@ def test_demo_opens_a_tested_pr_and_keeps_one_status_comment() -> None:
         seen["main"] = hub.file_at(OWNER, REPO, "main", "calc.py")
         seen["violations"] = list(hub.violations)
         seen["deliveries"] = list(hub.deliveries)
+        seen["threads"] = hub.review_threads(OWNER, REPO, result["pr"])
 
     result = run_demo(json_output=True, inspect=inspect)
 
@@ -43,6 +44,11 @@ def test_demo_opens_a_tested_pr_and_keeps_one_status_comment() -> None:
     assert len(status) == 1 and status[0]["id"] == result["status_comment"]
     assert "pull request opened" in status[0]["body"] and str(pull["number"]) in status[0]["body"]
     assert seen["violations"] == []  # every request nightcrew sent was one GitHub would accept
+    # Opening its own PR asked for a review round: one inline comment on the changed line.
+    assert result["reviewed"] is True
+    [thread] = seen["threads"]
+    assert (thread["path"], thread["line"], thread["comments"][0]["author"]) == (
+        "calc.py", 6, "nightcrew[bot]")
 
 
 def test_demo_cli_prints_one_json_object() -> None:
