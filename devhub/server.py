@@ -97,6 +97,7 @@ DEFAULT_APP_PERMISSIONS = {
 APP_OPERATIONS = frozenset({"apps/create-installation-access-token", "apps/get-repo-installation",
                             "apps/list-installations"})
 GRAPHQL_PATH = "/graphql"
+ACTIONS_BOT = "github-actions[bot]"  # who a workflow's GITHUB_TOKEN acts as
 SIDES = ("LEFT", "RIGHT")
 JWT_MAX_LIFETIME_S = 600
 CLOCK_DRIFT_S = 60
@@ -1417,6 +1418,17 @@ class DevHub:
         """A personal access token (`ghp_`) acting as `login` over REST and git."""
         token = Token("ghp_" + _random_alnum(36), None, user=self.state.user(login))
         with self.state.lock:
+            self.state.tokens[token.value] = token
+        return token.value
+
+    def workflow_token(self, owner: str, repo: str) -> str:
+        """The `GITHUB_TOKEN` of a workflow run in `owner/repo`: a `ghs_` token acting as
+        `github-actions[bot]` (write on that repository only), over REST and git."""
+        the_repo = self._repo(owner, repo)
+        with self.state.lock:
+            bot = self.state.user(ACTIONS_BOT, "Bot")
+            the_repo.permissions[bot.login] = "write"
+            token = Token("ghs_" + _random_alnum(36), utcnow() + timedelta(hours=24), user=bot)
             self.state.tokens[token.value] = token
         return token.value
 
