@@ -49,6 +49,8 @@ from devhub.git_http import (
     split_git_path,
 )
 from devhub.graphql import ThreadGraph, execute, thread_node_id, thread_root_of, threads_of
+from devhub.manifests import ManifestApps
+from devhub.manifests import router as manifest_pages
 from devhub.openapi import OpenAPISpec
 from devhub.state import (
     DOCS,
@@ -96,6 +98,9 @@ DEFAULT_APP_PERMISSIONS = {
 # Operations GitHub authenticates with the App's JWT rather than an installation token.
 APP_OPERATIONS = frozenset({"apps/create-installation-access-token", "apps/get-repo-installation",
                             "apps/list-installations"})
+# Operations GitHub answers without credentials (the manifest code is the credential).
+UNAUTHENTICATED_OPERATIONS = frozenset({"apps/create-from-manifest"})
+ENTERPRISE_API_PREFIX = "/api/v3"  # GitHub Enterprise serves REST here; the stand-in takes both
 GRAPHQL_PATH = "/graphql"
 ACTIONS_BOT = "github-actions[bot]"  # who a workflow's GITHUB_TOKEN acts as
 SIDES = ("LEFT", "RIGHT")
@@ -520,6 +525,13 @@ def create_access_token(hub: DevHub, call: Call) -> Reply:
         repos = [hub.state.repo(inst.account.login, n) for n in names]
         body["repositories"] = [repo_json(hub.url, r) for r in repos if r is not None]
     return Reply(201, body)
+
+
+@operation("apps/create-from-manifest")
+def create_from_manifest(hub: DevHub, call: Call) -> Reply:
+    """Trade a manifest code for the App it registered (see `devhub.manifests`)."""
+    status, body = hub.manifests.convert(hub.url, call.params["code"])
+    return Reply(status, body)
 
 
 @operation("apps/get-repo-installation")
@@ -1165,6 +1177,7 @@ class DevHub:
         self._diff_cache: dict[tuple[str, str, str], dict[str, DiffFile]] = {}
         self._holds: list[Hold] = []
         self.bot = self.state.user(f"{app_slug}[bot]", "Bot")
+        self.manifests = ManifestApps(self.state, self.generate_app_keypair)
         self.app = create_app(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -1926,6 +1939,8 @@ class DevHub:
 
     def _authorize(self, call: Call) -> None:
         """Set the caller and repository of `call`, or raise GitHub's 401/403/404."""
+        if call.operation_id in UNAUTHENTICATED_OPERATIONS:
+            return
         principal = self._principal(call.headers)
         if call.operation_id in APP_OPERATIONS:
             if principal.kind != "app":
@@ -1997,6 +2012,7 @@ class DevHub:
 def create_app(hub: DevHub) -> FastAPI:
     """The ASGI app: git smart-HTTP under `/{owner}/{repo}.git/`, REST everywhere else."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(manifest_pages(hub.manifests))  # the manifest flow's web pages
 
     @app.api_route("/{full_path:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
     async def dispatch(request: Request, full_path: str) -> Response:
@@ -2006,7 +2022,10 @@ def create_app(hub: DevHub) -> FastAPI:
             return await _git(hub, request, *git_target)
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        reply = await run_in_threadpool(hub.handle, request.method, raw_path.split("?", 1)[0],
+        path = raw_path.split("?", 1)[0]
+        if path.startswith(ENTERPRISE_API_PREFIX + "/"):
+            path = path.removeprefix(ENTERPRISE_API_PREFIX)
+        reply = await run_in_threadpool(hub.handle, request.method, path,
                                         dict(request.query_params), headers, body)
         return _to_response(reply)
 

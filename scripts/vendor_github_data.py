@@ -19,6 +19,7 @@ import jsonschema
 # The REST operations nightcrew (and so its GitHub stand-in) uses.
 OPERATIONS: tuple[tuple[str, str], ...] = (
     ("get", "/app/installations"),
+    ("post", "/app-manifests/{code}/conversions"),  # `nightcrew register` (the manifest flow)
     ("get", "/installation/repositories"),
     ("post", "/app/installations/{installation_id}/access_tokens"),
     ("get", "/repos/{owner}/{repo}/installation"),

@@ -21,6 +21,7 @@ SPEC_DIR = DEFAULT_SPEC.parent
 # The operations the brief lists; kept here independently of the vendoring script.
 OPERATIONS = [
     ("GET", "/app/installations"),
+    ("POST", "/app-manifests/{code}/conversions"),
     ("GET", "/installation/repositories"),
     ("POST", "/app/installations/{installation_id}/access_tokens"),
     ("GET", "/repos/{owner}/{repo}/installation"),
