@@ -35,7 +35,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, Protocol, TypeVar, cast
 
@@ -418,7 +418,7 @@ class GitHubApp:
 
     def host(self, installation_id: int) -> GitHubKitHost:
         """A client acting as the App's installation."""
-        return GitHubKitHost(self, installation_id)
+        return GitHubKitHost(InstallationCredentials(self, installation_id))
 
     def installation_client(self, installation_id: int) -> GitHub[AppInstallationAuthStrategy]:
         auth = AppInstallationAuthStrategy(self._app_id, self._private_key, installation_id)
@@ -445,26 +445,105 @@ class GitHubApp:
             installation_id).parsed_data.token))
 
 
-class GitHubKitHost:
-    """``GitHost`` on githubkit, as one installation."""
+class Credentials(Protocol):
+    """Who a ``GitHubKitHost`` acts as: an App installation, or a workflow run's token."""
 
-    def __init__(self, app: GitHubApp, installation_id: int) -> None:
-        self._app = app
-        self.installation_id = installation_id
-        self._gh = app.installation_client(installation_id)
+    def client(self) -> GitHub[Any]: ...
+    def token(self) -> str: ...
+    def forget(self, client: GitHub[Any]) -> None: ...
+    def app_permissions(self, owner: str, repo: str) -> dict[str, str]: ...
+    def bot_login(self, owner: str, repo: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class InstallationCredentials:
+    """The App's installation: tokens minted with the App's JWT, re-minted after a 401."""
+
+    app: GitHubApp
+    installation_id: int
+
+    def client(self) -> GitHub[Any]:
+        return self.app.installation_client(self.installation_id)
+
+    def token(self) -> str:
+        """A fresh installation token, for git over HTTPS (never put into a URL)."""
+        return self.app.mint_token(self.installation_id)
+
+    def forget(self, client: GitHub[Any]) -> None:
+        self.app.forget_token(client)
+
+    def app_permissions(self, owner: str, repo: str) -> dict[str, str]:
+        """The App's permissions on a repository (asked as the App, with its JWT)."""
+        return self.app.app_permissions(owner, repo)
+
+    def bot_login(self, owner: str, repo: str) -> str:
+        return self.app.bot_login(owner, repo)
+
+
+ACTIONS_LOGIN = "github-actions[bot]"  # who a workflow run's GITHUB_TOKEN writes as
+# What the example workflow grants its job (examples/workflows/nightcrew.yml): what nightcrew
+# needs, nothing more.
+WORKFLOW_PERMISSIONS: Mapping[str, str] = {
+    "issues": "write", "pull_requests": "write", "contents": "write", "metadata": "read",
+}
+
+
+@dataclass(frozen=True)
+class WorkflowToken:
+    """A token handed to a workflow job (``GITHUB_TOKEN``): fixed for the run, nothing to mint.
+
+    What it may do is the workflow's ``permissions:`` block, which the API cannot be asked about
+    (``/installation`` needs the App's JWT); ``permissions`` is what the job was given, and a
+    request beyond them fails with GitHub's own 403.
+    """
+
+    value: str
+    base_url: str
+    login: str = ACTIONS_LOGIN
+    permissions: Mapping[str, str] = field(default_factory=lambda: dict(WORKFLOW_PERMISSIONS))
+
+    def client(self) -> GitHub[Any]:
+        return GitHub(self.value, base_url=self.base_url, timeout=TIMEOUT_S,
+                      cache_strategy=MemCacheStrategy(), http_cache=False, auto_retry=False)
+
+    def token(self) -> str:
+        return self.value
+
+    def forget(self, client: GitHub[Any]) -> None:
+        """Nothing to re-mint: a 401 on a job's own token is final."""
+
+    def app_permissions(self, owner: str, repo: str) -> dict[str, str]:
+        return dict(self.permissions)
+
+    def bot_login(self, owner: str, repo: str) -> str:
+        return self.login
+
+
+class GitHubKitHost:
+    """``GitHost`` on githubkit, as one App installation or with a workflow run's token."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self._credentials = credentials
+        self._gh = credentials.client()
+
+    @property
+    def installation_id(self) -> int | None:
+        creds = self._credentials
+        return creds.installation_id if isinstance(creds, InstallationCredentials) else None
 
     def _call(self, what: str, request: Callable[[], T], *, write: bool = False,
               recover: Callable[[], T | None] | None = None) -> T:
         return _call(what, request, write=write, recover=recover,
-                     reauth=lambda: self._app.forget_token(self._gh))
+                     reauth=lambda: self._credentials.forget(self._gh))
 
     def app_permissions(self, owner: str, repo: str) -> dict[str, str]:
-        """The App's permissions on a repository (asked as the App, with its JWT)."""
-        return self._app.app_permissions(owner, repo)
+        """What nightcrew may do on a repository (the App's grant, or the job's)."""
+        return self._credentials.app_permissions(owner, repo)
 
     def token(self) -> str:
-        """A fresh installation token, for git over HTTPS (never put into a URL)."""
-        return self._app.mint_token(self.installation_id)
+        """A token for git over HTTPS (never put into a URL)."""
+        return self._credentials.token()
+
 
     def repository(self, owner: str, repo: str) -> Repository:
         data = self._call(f"repository {owner}/{repo}",
@@ -529,7 +608,7 @@ class GitHubKitHost:
 
         Only the App's comments count: anyone can paste a marker into a comment of their own.
         """
-        bot = self._app.bot_login(task.owner, task.repo)
+        bot = self._credentials.bot_login(task.owner, task.repo)
         return next((c.id for c in self.list_comments(task) if c.author == bot and marker in c.body),
                     None)
 
@@ -634,7 +713,7 @@ class GitHubKitHost:
 
     def bot_login(self, owner: str, repo: str) -> str:
         """The login the App writes as (``{slug}[bot]``)."""
-        return self._app.bot_login(owner, repo)
+        return self._credentials.bot_login(owner, repo)
 
     def pull(self, owner: str, repo: str, number: int) -> PullDetails:
         data = self._call(f"pull request {owner}/{repo}#{number}", lambda: self._gh.rest.pulls.get(

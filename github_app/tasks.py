@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 _KEY = re.compile(r"^(?P<owner>[A-Za-z0-9_.-]+)/(?P<repo>[A-Za-z0-9_.-]+)#(?P<number>[1-9][0-9]*)$")
+_BRANCH = re.compile(r"nightcrew/issue-([1-9][0-9]*)")
 
 
 @dataclass(frozen=True, order=True)
@@ -46,3 +47,9 @@ class TaskKey:
         if match is None:
             raise ValueError(f"not a task key (owner/repo#N): {text!r}")
         return cls(match["owner"], match["repo"], int(match["number"]))
+
+
+def issue_of_branch(head_ref: str) -> int | None:
+    """The issue a nightcrew branch works on (``nightcrew/issue-42`` → 42; ``TaskKey.branch``)."""
+    match = _BRANCH.fullmatch(head_ref)
+    return int(match.group(1)) if match else None

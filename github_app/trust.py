@@ -1,13 +1,20 @@
 """Trust: who may make nightcrew work, decided from facts fetched elsewhere (pure).
 
 Three small validators, each answering ``None`` (fine) or a ``Refusal`` with the reason the
-person will read on the issue.
+person will read on the issue; ``refusal`` asks GitHub for the two facts a command needs (the
+actor's permission, what nightcrew was granted) and applies the repository's policy to them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from github_app.github import GitHost
+    from github_app.repo_config import RepoConfig
+    from github_app.tasks import TaskKey
 
 # GitHub's collaborator permission levels, weakest first.
 LEVELS = ("none", "read", "triage", "write", "maintain", "admin")
@@ -69,3 +76,13 @@ def _rank(level: str) -> int:
 
 def _rank_access(level: str | None) -> int:
     return {"read": 1, "write": 2, "admin": 3}.get(level or "", 0)
+
+
+def refusal(task: TaskKey, host: GitHost, actor: str, config: RepoConfig) -> Refusal | None:
+    """The actor's permission (per the repo's ``allowed:`` policy), then nightcrew's own."""
+    policy = config.allowed
+    refused = check_actor(
+        actor, host.permission(task.owner, task.repo, actor), min_permission=policy.min_permission,
+        allow_users=policy.users, deny_users=policy.deny_users,
+    )
+    return refused or check_app_permissions(host.app_permissions(task.owner, task.repo))

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import redis
 
-from github_app import logs, wiring
+from github_app import logs, trust, wiring
 from github_app.github import GitHost, ReviewHost
 from github_app.ingress.routing import COMMANDS
 from github_app.queue import controls, reviews
@@ -22,16 +22,14 @@ from github_app.queue.jobqueue import JobQueue
 from github_app.queue.label_cache import remember_trigger_label
 from github_app.queue.payloads import IntakeJob, ReviewJob, TaskJob
 from github_app.queue.scheduler import TaskScheduler
-from github_app.queue.stopper import stopped_view
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config, render_config_error
 from github_app.settings import load_settings
-from github_app.tasks import TaskKey
+from github_app.tasks import TaskKey, issue_of_branch
 from github_app.tracker import lifecycle
 from github_app.tracker.issue import IssueTracker, empty_checkpoint
 from github_app.tracker.lifecycle import Refusal, State
 from github_app.tracker.status import StatusView
-from github_app.trust import Refusal as TrustRefusal
-from github_app.trust import check_actor, check_app_permissions
+from github_app.tracker.stopped import stopped_view
 
 PULL_KINDS = ("review", "revise")  # work on a pull request: a review round, or a revision
 log = logs.get("nightcrew.intake")
@@ -79,7 +77,7 @@ def handle(job: IntakeJob, host: GitHost, queue: JobQueue, scheduler: TaskSchedu
                               "`/nightcrew fix`.")
             return f"{kind}:not-a-pull-request"
         return _on_pull(job, cast(ReviewHost, host), queue, scheduler, config, checkpoint_key)
-    refusal = _refusal(task, host, job.actor, config)
+    refusal = trust.refusal(task, host, job.actor, config)
     if refusal is not None:
         _reply(host, job, f"{refusal.reason} Nothing was started.")
         log.info("intake.refused", task=str(task), actor=job.actor, reason=refusal.reason)
@@ -251,7 +249,7 @@ def _on_pull(job: IntakeJob, host: ReviewHost, queue: JobQueue, scheduler: TaskS
     if automatic and not (config.review.self_review if own else config.review.on_open):
         return "review:off"
     if not (automatic and own):
-        refusal = _refusal(task, host, job.actor, config)
+        refusal = trust.refusal(task, host, job.actor, config)
         if refusal is not None:
             if not automatic:
                 _reply(host, job, f"{refusal.reason} Nothing was started.")
@@ -264,7 +262,7 @@ def _on_pull(job: IntakeJob, host: ReviewHost, queue: JobQueue, scheduler: TaskS
         return reviews.enqueue_review(scheduler.connection, queue, ReviewJob(
             task=task, installation_id=job.installation_id, actor=job.actor,
             trigger=_review_trigger(job.trigger), delivery=job.delivery))
-    issue = reviews.issue_of_branch(pr.head_ref) if own else None
+    issue = issue_of_branch(pr.head_ref) if own else None
     if issue is None:
         _reply(host, job, "nightcrew revises only the pull requests it opened; say "
                           "`/nightcrew review` for a review of this one.")
@@ -285,16 +283,6 @@ def _reply(host: GitHost, job: IntakeJob, body: str) -> int:
     """Answer a delivery once: a retried intake job finds its earlier reply instead of writing again."""
     key = f"reply-{job.delivery}" if re.fullmatch(r"[A-Za-z0-9-]{1,64}", job.delivery) else None
     return host.create_comment(job.task, body, key=key)
-
-
-def _refusal(task: TaskKey, host: GitHost, actor: str, config: RepoConfig) -> TrustRefusal | None:
-    """The actor's permission (per the repo's policy), then the App's own permissions."""
-    policy = config.allowed
-    refusal = check_actor(
-        actor, host.permission(task.owner, task.repo, actor), min_permission=policy.min_permission,
-        allow_users=policy.users, deny_users=policy.deny_users,
-    )
-    return refusal or check_app_permissions(host.app_permissions(task.owner, task.repo))
 
 
 def _help_text(unknown_verb: str | None) -> str:

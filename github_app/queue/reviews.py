@@ -30,7 +30,6 @@ from github_app.tracker.status import StatusView
 
 REVIEW_TIMEOUT_S = 30 * 60
 AGAIN_TTL_S = 6 * 3600
-_BRANCH = re.compile(r"nightcrew/issue-(\d+)")
 log = logs.get("nightcrew.reviews")
 
 
@@ -55,12 +54,6 @@ def take_again(connection: redis.Redis, pull: TaskKey) -> ReviewJob | None:
     """The request that arrived while this PR's round ran, if one did (taken: at most once)."""
     raw = connection.getdel(_again_key(pull))
     return None if raw is None else ReviewJob.from_json(raw)
-
-
-def issue_of_branch(head_ref: str) -> int | None:
-    """The issue a nightcrew branch works on (``nightcrew/issue-42`` → 42)."""
-    match = _BRANCH.fullmatch(head_ref)
-    return int(match.group(1)) if match else None
 
 
 def submit_revision(

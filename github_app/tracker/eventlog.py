@@ -40,7 +40,8 @@ run_finished    state (the final ``lifecycle.State``), detail; ``interrupted`` w
 ==============  ===========================================================================
 
 Any kind may also carry detail, note, plan (list of text or {"text", "done"}), plan_item,
-commit (one sha to append), commits (the whole list), pr_url, max_steps, budget_usd.
+commit (one sha to append), commits (the whole list), pr_url, run_url (where the run can be
+watched: its GitHub Actions run), max_steps, budget_usd.
 """
 
 from __future__ import annotations
@@ -524,6 +525,7 @@ class RunFold:
             budget = d["budget_usd"]
             changes["budget_usd"] = None if budget is None else _float(budget, r.budget_usd or 0.0)
         changes["pr_url"] = _str(d.get("pr_url"), r.pr_url)
+        changes["run_url"] = _str(d.get("run_url"), r.run_url)
         commits = list(r.commits)
         if isinstance(d.get("commits"), list):
             commits = [c for c in d["commits"] if isinstance(c, str)]

@@ -51,6 +51,7 @@ class RunRecord:
     finished: bool = False  # the run ended (``run_finished``)
     interrupted: str | None = None  # closed by the fleet, not by itself: "lost" or "killed"
     run: str | None = None  # the run's id in the event log
+    run_url: str | None = None  # where the run can be watched (its GitHub Actions run)
     last_seq: int = 0
     checkpoint_block: str = ""  # checkpoint.render_block(...): hidden, last line of the comment
 

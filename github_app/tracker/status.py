@@ -74,6 +74,8 @@ def render(view: StatusView) -> str:
         lines.append("Commits: " + ", ".join(f"`{sha[:7]}`" for sha in view.commits))
     if view.pr_url:
         lines.append(f"Pull request: {view.pr_url}")
+    if view.run_url:
+        lines.append(f"Run: [GitHub Actions]({view.run_url})")
     commands = COMMANDS_BY_STATE.get(state, ())
     if commands:
         lines += ["", "<sub>Commands: " + " · ".join(f"`/nightcrew {c}`" for c in commands) + "</sub>"]

@@ -80,6 +80,8 @@ class TaskConfig:
     summarizer_model: str = "claude-haiku-4-5"
     checkpoint_key: bytes | None = None  # signs the status comment's state block; None = no block
     model_wait_max_s: float = 30 * 60.0  # one model API outage is waited out this long, then pause
+    run_url: str | None = None  # where this run can be watched (a GitHub Actions run), shown
+    pr_notice: str = ""  # said under an opened pull request (e.g. why its CI will not start)
 
 
 ModelFactory = Callable[[str], ModelClient]
@@ -143,7 +145,8 @@ def run(
         _restore(reporter, outcome, checkpoint)
     reporter.set_state_label("running")
     reporter.start(resumed=checkpoint is not None,
-                   head_sha=checkpoint.head_sha if checkpoint else None)
+                   head_sha=checkpoint.head_sha if checkpoint else None,
+                   **({"run_url": config.run_url} if config.run_url else {}))
     reporter.update(RunUpdate(state="running", detail="Resuming from the last checkpoint…"
                               if checkpoint else "Checking out the repository…"), force=True)
     try:
@@ -244,7 +247,7 @@ def _run(
             _publish_revision(task, host, workspace, issue, result, reporter, outcome, saver, revision)
             return
         _publish(task, host, repo.default_branch, workspace, host.token, issue, result, repo_config,
-                 reporter, outcome, saver)
+                 reporter, outcome, saver, notice=config.pr_notice)
 
 
 def _pause_for_budget(
@@ -642,9 +645,10 @@ def _plan_view(plan: Plan | None) -> tuple[PlanStep, ...]:
 def _publish(
     task: TaskKey, host: GitHost, base: str, workspace: Workspace, token: TokenSource, issue: Issue,
     result: AgentResult, repo_config: RepoConfig, reporter: StatusReporter, outcome: TaskOutcome,
-    saver: WorkSaver,
+    saver: WorkSaver, *, notice: str = "",
 ) -> None:
-    """The test gate, then commit, scan, push and the pull request (ready, draft or none)."""
+    """The test gate, then commit, scan, push and the pull request (ready, draft or none);
+    ``notice`` is said under the pull request in the final status."""
     after = outcome.tests_after
     assert after is not None
     files = workspace.changed_files()
@@ -677,7 +681,7 @@ def _publish(
     reporter.pr_number = pull.number
     reporter.update(RunUpdate(commits=tuple(outcome.commits), pr_url=pull.html_url))
     if verdict.ready:
-        _finish(reporter, outcome, "pr_opened", summary)
+        _finish(reporter, outcome, "pr_opened", f"{summary}\n\n> {notice}" if notice else summary)
     else:
         _finish(reporter, outcome, "failed", "Opened a **draft** pull request with the failure "
                 f"report: {'; '.join(verdict.reasons)}.")

@@ -18,9 +18,8 @@ from typing import Literal
 
 from github_app import logs
 from github_app.github import GitHubError, PullDetails, ReviewHost, ReviewThread
-from github_app.queue.reviews import issue_of_branch
 from github_app.repo_config import ReviewPolicy
-from github_app.tasks import TaskKey
+from github_app.tasks import TaskKey, issue_of_branch
 from runner.model import ModelClient
 from runner.review.ledger import MARKER, Entry, Ledger, escape_comment, read_ledger, render_comment, title_of
 from runner.review.placement import InlineComment, Placement, PullDiff, place
