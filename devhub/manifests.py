@@ -286,7 +286,7 @@ def _refusal_page(problems: list[str]) -> str:
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)} · devhub"
+    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>{html.escape(title)} · devhub"
             f"</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:2em auto\">"
             f"{body}</body></html>")
 

@@ -185,6 +185,28 @@ def review(
 
 
 @app.command()
+def register(
+    org: Annotated[str | None, typer.Option(help="Create the App for this organization (default: your account).")] = None,
+    github_url: Annotated[str | None, typer.Option(
+        help="GitHub's web address (default https://github.com; GitHub Enterprise: https://HOST).")] = None,
+    webhook_url: Annotated[str | None, typer.Option(
+        help="The public URL GitHub delivers webhooks to (https://HOST/webhooks); none: inactive.")] = None,
+    env_file: Annotated[Path, typer.Option(help="Where the credentials go.")] = Path(".env"),
+    force: Annotated[bool, typer.Option(
+        help="Register even though an App is configured; add to an existing .env (its other lines kept).")] = False,
+    port: Annotated[int, typer.Option(help="Port of the local page on 127.0.0.1 (0 = any free port).")] = 0,
+    no_browser: Annotated[bool, typer.Option(help="Print the page's URL only; do not open a browser.")] = False,
+    app_yml: Annotated[Path | None, typer.Option(help="The App's manifest (default: ./app.yml).")] = None,
+) -> None:
+    """Create the GitHub App in one click (GitHub's manifest flow) and write its credentials to .env."""
+    from runner.cli.register import register_command
+
+    raise typer.Exit(register_command(
+        github_url=github_url, org=org, webhook_url=webhook_url, env_file=env_file, force=force,
+        port=port, open_browser=not no_browser, app_yml=app_yml, echo=typer.echo))
+
+
+@app.command()
 def reconcile(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:

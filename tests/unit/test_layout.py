@@ -18,6 +18,7 @@ ADAPTER_ONLY = {"githubkit", "anthropic", "rq", "subprocess", "docker"}
 # The adapters, and the wiring points (worker entry, demo, doctor) that start processes and read RQ.
 ADAPTERS = {
     "github_app/github.py": {"githubkit"},
+    "github_app/manifest_conversion.py": {"githubkit"},  # the manifest code, traded without credentials
     "github_app/queue/jobqueue.py": {"rq"},
     "github_app/redis_conn.py": {"subprocess"},
     "devhub/git_http.py": {"subprocess"},
