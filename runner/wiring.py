@@ -24,11 +24,8 @@ from github_app.tracker.eventlog import EventLog, new_run_id
 from runner.model import ModelClient
 from runner.model.anthropic import models_by_id
 from runner.model.keys import KeyRing, configured_keys
-from runner.pipeline.repo_setup import setup_policy
 from runner.pipeline.run import TaskConfig, TaskOutcome
-from runner.sandbox import Sandbox, SandboxPolicy
-from runner.sandbox.bwrap import BwrapSandbox
-from runner.sandbox.docker import DockerSandbox
+from runner.sandbox import Sandbox, SandboxPolicy, factory
 
 T = TypeVar("T")
 log = logs.get("nightcrew.wiring")
@@ -95,13 +92,8 @@ class Dependencies:
         return app_wiring.scheduler_for(self.settings, queue), queue
 
     def sandbox_for(self, workspace: Path, *, network: bool = False) -> Sandbox:
-        """The agent's sandbox (network off), or the setup phase's (network on), on the backend
-        ``NIGHTCREW_SANDBOX`` names; both phases share one policy, setup only turns the network on."""
-        policy = setup_policy(self.policy) if network else self.policy
-        if self.settings.sandbox == "docker":
-            return DockerSandbox(workspace, policy, image=self.settings.sandbox_image,
-                                 base_url=self.settings.docker_url)
-        return BwrapSandbox.for_task(workspace, policy)
+        """The agent's sandbox, or the setup phase's (``runner.sandbox.factory``)."""
+        return factory.sandbox_for(self.settings, self.policy, workspace, network=network)
 
 
 @dataclass(frozen=True)

@@ -173,10 +173,15 @@ def route(
     *,
     trigger_label: str = "nightcrew",
     app_slug: str = "nightcrew",
+    bot_login: str | None = None,
 ) -> Route:
-    """Decide what a delivery asks of nightcrew; MalformedPayload if it lacks needed fields."""
+    """Decide what a delivery asks of nightcrew; MalformedPayload if it lacks needed fields.
+
+    ``bot_login``: who nightcrew writes as, ``{app_slug}[bot]`` unless said (in a workflow run
+    with its ``GITHUB_TOKEN``, ``github-actions[bot]``); people mention it as ``@{app_slug}``.
+    """
     parsed = event_from_payload(event, payload) if isinstance(payload, Mapping) else payload
-    bot_login = f"{app_slug}[bot]"
+    bot_login = bot_login or f"{app_slug}[bot]"
     if isinstance(parsed, IssuesEvent):
         return _route_issue(parsed, trigger_label, bot_login)
     if isinstance(parsed, IssueCommentEvent):
@@ -416,3 +421,10 @@ def _mention_pattern(app_slug: str) -> re.Pattern[str]:
     return re.compile(
         rf"@{slug}(?<![\w.@/`-]@{slug})(?:\[bot\])?(?![\w-]|\.\w)", re.IGNORECASE
     )
+
+
+def help_text(unknown_verb: str | None) -> str:
+    """The reply to `/nightcrew help` or to a command nightcrew does not know."""
+    verbs = ", ".join(f"`{verb}`" for verb in ("fix", *COMMANDS[1:]))
+    lead = f"I don't know `/nightcrew {unknown_verb}`. " if unknown_verb else ""
+    return f"{lead}Commands: {verbs} — e.g. `/nightcrew fix keep the change small`."

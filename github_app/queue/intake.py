@@ -15,7 +15,7 @@ import redis
 
 from github_app import logs, trust, wiring
 from github_app.github import GitHost, ReviewHost
-from github_app.ingress.routing import COMMANDS
+from github_app.ingress.routing import help_text
 from github_app.queue import controls, reviews
 from github_app.queue.dispatch import advance
 from github_app.queue.jobqueue import JobQueue
@@ -57,7 +57,7 @@ def handle(job: IntakeJob, host: GitHost, queue: JobQueue, scheduler: TaskSchedu
     """
     task, kind = job.task, job.kind
     if kind in ("unknown", "help"):
-        _reply(host, job, _help_text(job.args if kind == "unknown" else None))
+        _reply(host, job, help_text(job.args if kind == "unknown" else None))
         return kind
     if kind not in STEERING and kind not in ("start", *PULL_KINDS):
         _reply(host, job, f"`/nightcrew {kind}` is not available yet in this version.")
@@ -283,10 +283,3 @@ def _reply(host: GitHost, job: IntakeJob, body: str) -> int:
     """Answer a delivery once: a retried intake job finds its earlier reply instead of writing again."""
     key = f"reply-{job.delivery}" if re.fullmatch(r"[A-Za-z0-9-]{1,64}", job.delivery) else None
     return host.create_comment(job.task, body, key=key)
-
-
-def _help_text(unknown_verb: str | None) -> str:
-    """The reply to `/nightcrew help` or to a command nightcrew does not know."""
-    verbs = ", ".join(f"`{verb}`" for verb in ("fix", *COMMANDS[1:]))
-    lead = f"I don't know `/nightcrew {unknown_verb}`. " if unknown_verb else ""
-    return f"{lead}Commands: {verbs} — e.g. `/nightcrew fix keep the change small`."

@@ -76,9 +76,10 @@ class Check:
     detail: str
 
 
-def run_doctor(*, json_output: bool) -> int:
-    """Run every check, print a table (or one JSON object), and return the exit code."""
-    checks = run_checks()
+def run_doctor(*, json_output: bool, sandbox_only: bool = False) -> int:
+    """Run every check (or only the sandbox's), print a table (or one JSON object), and return
+    the exit code: 1 when any check failed."""
+    checks = run_checks(sandbox_only=sandbox_only)
     if json_output:
         print(report_json(checks))
     else:
@@ -86,15 +87,20 @@ def run_doctor(*, json_output: bool) -> int:
     return 0 if all(check.status != "fail" for check in checks) else 1
 
 
-def run_checks() -> list[Check]:
-    """All checks in the order a person would fix them: configuration, services, tools, sandbox."""
+def run_checks(*, sandbox_only: bool = False) -> list[Check]:
+    """All checks in the order a person would fix them: configuration, services, tools, sandbox.
+
+    ``sandbox_only``: the sandbox backend and every isolation probe, nothing else (the GitHub
+    Action's self-test before a task runs: no settings, no Redis).
+    """
     checks, settings = check_settings()
     backend = SandboxBackend.from_settings(settings)
     bwrap = check_bwrap()
     if backend.name != "bwrap" and bwrap.status == "fail":
         bwrap = Check("bwrap", "warn", f"{bwrap.detail} (not used: the sandbox is {backend.name})")
     in_force = check_backend(backend, bwrap)
-    checks += [check_redis(settings), check_git(), check_rg(), bwrap, in_force]
+    checks = [bwrap, in_force] if sandbox_only else [
+        *checks, check_redis(settings), check_git(), check_rg(), bwrap, in_force]
     unusable = "bwrap was not found" if backend.name == "bwrap" else "the Docker sandbox is not usable"
     checks += check_sandbox(backend) if in_force.status == "ok" else _not_run(unusable)
     return checks

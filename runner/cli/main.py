@@ -228,13 +228,37 @@ def reconcile(
 
 
 @app.command()
+def action(
+    phase: Annotated[str, typer.Argument(
+        help="run (intake, then work), intake (record the event's request), work (the PR's "
+             "review or revision, then every queued task) or finalize (the last step).")] = "run",
+    job_status: Annotated[str, typer.Option(
+        help="finalize: the job's status (${{ job.status }}): success, failure or cancelled.")] = "success",
+    max_minutes: Annotated[float, typer.Option(
+        help="work: start no queued task after this many minutes (the job's limit is 360).")] = 300.0,
+) -> None:
+    """Run as a GitHub Actions step: the event file routed like the App's webhooks, the task in
+    this process (no Redis), outputs (conclusion, pr_url, cost_usd) and the job summary."""
+    from runner.cli.action import run_action
+
+    if phase not in ("run", "intake", "work", "finalize"):
+        raise typer.BadParameter(f"unknown phase {phase!r}: run, intake, work or finalize")
+    if job_status not in ("success", "failure", "cancelled"):
+        raise typer.BadParameter(f"unknown job status {job_status!r}: success, failure or cancelled")
+    raise typer.Exit(run_action(phase, job_status=job_status, max_minutes=max_minutes))  # type: ignore[arg-type]
+
+
+@app.command()
 def doctor(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    sandbox_only: Annotated[bool, typer.Option(
+        "--sandbox-only", help="Only the sandbox and its isolation probes (the Action's self-test).",
+    )] = False,
 ) -> None:
     """Check the installation: settings, Redis, git, rg, the sandbox and each isolation property."""
     from runner.cli.doctor import run_doctor
 
-    raise typer.Exit(run_doctor(json_output=json_output))
+    raise typer.Exit(run_doctor(json_output=json_output, sandbox_only=sandbox_only))
 
 
 if __name__ == "__main__":

@@ -160,6 +160,14 @@ def test_ingress_takes_from_the_queue_only_what_it_enqueues() -> None:
     assert importers("github_app.wiring", "github_app/ingress") == set()
 
 
+def test_the_action_runs_without_redis_or_the_queue() -> None:
+    # `nightcrew action` in a workflow job: the tracker is the whole task store there.
+    assert importers("redis", "runner/action") == set()
+    assert importers("github_app.queue", "runner/action") == set()
+    assert importers("runner.worker", "runner/action") == set()
+    assert importers("runner.wiring", "runner/action") == set()
+
+
 def test_the_layout_check_sees_imports() -> None:
     # Guard against a scanner that finds nothing: known imports of each spelling are seen.
     assert "githubkit" in imported_roots(ROOT / "github_app/github.py")
