@@ -20,15 +20,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=igno
 RUN python3 -m venv /opt/nightcrew
 WORKDIR /src
 # The dependencies first, in their own layer: it is rebuilt only when pyproject.toml changes.
-# (Empty package directories: `pip install .` then installs the dependencies and no code.)
-COPY pyproject.toml README.md ./
+# (Empty package directories and README: `pip install .` installs the dependencies, no code.)
+COPY pyproject.toml ./
 RUN --mount=type=secret,id=pip-index --mount=type=secret,id=pip-ca \
     set -e; \
     if [ -s /run/secrets/pip-index ]; then PIP_INDEX_URL=$(cat /run/secrets/pip-index); export PIP_INDEX_URL; fi; \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi; \
-    mkdir -p github_app runner devhub; \
+    mkdir -p github_app runner devhub; touch README.md; \
     /opt/nightcrew/bin/pip install --quiet --upgrade pip "setuptools>=68" wheel; \
     /opt/nightcrew/bin/pip install --quiet --no-build-isolation .
+COPY README.md ./
 COPY github_app ./github_app
 COPY runner ./runner
 COPY devhub ./devhub
