@@ -57,6 +57,19 @@ def aimed(body: dict[str, Any], hub: DevHub, number: int, sender: str = "octocat
     return body
 
 
+def labeled_issue(hub: DevHub) -> tuple[int, dict[str, Any]]:
+    """A new issue and the real issues.labeled example labeling it with the trigger label."""
+    number = hub.create_issue(OWNER, REPO, "add() subtracts", "`add(2, 3)` is -1, not 5.")
+    labeled = aimed(example("issues", "labeled"), hub, number)
+    labeled["label"].update(name="nightcrew")
+    return number, labeled
+
+
+def fix_and_review() -> list[ScriptStep]:
+    """The model's script: the fix, then a review of the PR that finds nothing."""
+    return [ScriptStep.from_json(s) for s in [*FIX_STEPS, NO_FINDINGS]]
+
+
 def commented(hub: DevHub, number: int, text: str, sender: str = "octocat") -> dict[str, Any]:
     """A real issue_comment.created example for a comment really written on the stand-in."""
     body = aimed(example("issue_comment", "created"), hub, number, sender)
@@ -127,11 +140,8 @@ def labels(hub: DevHub, number: int) -> list[str]:
 def test_a_labeled_issue_becomes_a_pr_in_one_step_with_the_jobs_token_and_no_redis(
     repo: DevHub, tmp_path: Path,
 ) -> None:
-    number = repo.create_issue(OWNER, REPO, "add() subtracts", "`add(2, 3)` is -1, not 5.")
-    labeled = aimed(example("issues", "labeled"), repo, number)
-    labeled["label"].update(name="nightcrew")
-    script = [ScriptStep.from_json(s) for s in [*FIX_STEPS, NO_FINDINGS]]
-    with FakeMessagesServer(script) as messages:
+    number, labeled = labeled_issue(repo)
+    with FakeMessagesServer(fix_and_review()) as messages:
         step = Step(repo, tmp_path, messages)
         step.event("issues", labeled)
         done = step.run("run")
@@ -163,8 +173,7 @@ def test_a_slash_command_comment_starts_the_task_and_a_strangers_does_not(
 ) -> None:
     number = repo.create_issue(OWNER, REPO, "add() subtracts", "`add(2, 3)` is -1, not 5.")
     repo.set_permission(OWNER, REPO, "mallory", "read")
-    script = [ScriptStep.from_json(s) for s in [*FIX_STEPS, NO_FINDINGS]]
-    with FakeMessagesServer(script) as messages:
+    with FakeMessagesServer(fix_and_review()) as messages:
         step = Step(repo, tmp_path, messages)
         stranger = commented(repo, number, "/nightcrew fix please", sender="mallory")
         step.event("issue_comment", stranger)
@@ -183,12 +192,9 @@ def test_a_slash_command_comment_starts_the_task_and_a_strangers_does_not(
 def test_a_task_left_queued_by_a_dropped_run_is_drained_by_the_next_run(
     repo: DevHub, tmp_path: Path,
 ) -> None:
-    number = repo.create_issue(OWNER, REPO, "add() subtracts", "`add(2, 3)` is -1, not 5.")
+    number, labeled = labeled_issue(repo)
     other = repo.create_issue(OWNER, REPO, "unrelated", "talk")
-    labeled = aimed(example("issues", "labeled"), repo, number)
-    labeled["label"].update(name="nightcrew")
-    script = [ScriptStep.from_json(s) for s in [*FIX_STEPS, NO_FINDINGS]]
-    with FakeMessagesServer(script) as messages:
+    with FakeMessagesServer(fix_and_review()) as messages:
         step = Step(repo, tmp_path, messages)
         step.event("issues", labeled)
         queued = step.run("intake")  # the intake job ran; its work job was dropped
@@ -206,9 +212,7 @@ def test_a_task_left_queued_by_a_dropped_run_is_drained_by_the_next_run(
 def test_a_cancelled_run_leaves_its_task_queued_and_the_next_run_resumes_it(
     repo: DevHub, tmp_path: Path,
 ) -> None:
-    number = repo.create_issue(OWNER, REPO, "add() subtracts", "`add(2, 3)` is -1, not 5.")
-    labeled = aimed(example("issues", "labeled"), repo, number)
-    labeled["label"].update(name="nightcrew")
+    number, labeled = labeled_issue(repo)
     script = [ScriptStep.from_json(s) for s in FIX_STEPS]
     with FakeMessagesServer(script) as messages:
         step = Step(repo, tmp_path, messages)

@@ -22,9 +22,8 @@ import yaml
 
 from devhub import DevHub
 from runner.fakes.messages_server import FakeMessagesServer
-from runner.fakes.script import ScriptStep
-from tests.e2e.task_helpers import FILES, FIX_STEPS, OWNER, REPO
-from tests.e2e.test_action import NO_FINDINGS, Step, aimed, example, status_body
+from tests.e2e.task_helpers import FILES, OWNER, REPO
+from tests.e2e.test_action import Step, fix_and_review, labeled_issue, status_body
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,11 +125,8 @@ def test_the_composite_action_installs_self_tests_the_sandbox_runs_and_finalizes
     devhub: DevHub, tmp_path: Path,
 ) -> None:
     devhub.create_repo(OWNER, REPO, FILES)
-    number = devhub.create_issue(OWNER, REPO, "add() subtracts", "`add(2, 3)` is -1, not 5.")
-    labeled = aimed(example("issues", "labeled"), devhub, number)
-    labeled["label"].update(name="nightcrew")
-    script = [ScriptStep.from_json(s) for s in [*FIX_STEPS, NO_FINDINGS]]
-    with FakeMessagesServer(script) as messages:
+    number, labeled = labeled_issue(devhub)
+    with FakeMessagesServer(fix_and_review()) as messages:
         step = Step(devhub, tmp_path, messages)
         step.event("issues", labeled)
 
