@@ -253,3 +253,52 @@ def test_outside_a_workflow_it_says_so_and_exits_nonzero(tmp_path: Path) -> None
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode != 0
     assert "GITHUB_EVENT_NAME" in done.stderr and "Traceback" not in done.stderr
+
+
+REVISION_STEPS: list[dict[str, Any]] = [
+    {"text": "- [ ] Document add\nAcceptance:\n- [ ] add has a docstring"},
+    {"tool_calls": [{"name": "edit_file", "input": {
+        "path": "calc.py", "search": "def add(a, b):\n",
+        "replace": "def add(a, b):\n    \"\"\"The sum of a and b.\"\"\"\n"}}]},
+    {"tool_calls": [{"name": "run_tests", "input": {}}]},
+    {"tool_calls": [{"name": "finish", "input": {"summary": "add() has a docstring"}}]},
+]
+
+
+def test_a_review_comment_mentioning_nightcrew_on_its_pr_is_addressed_in_the_same_branch(
+    repo: DevHub, tmp_path: Path,
+) -> None:
+    number, labeled = labeled_issue(repo)
+    with FakeMessagesServer(fix_and_review()) as messages:
+        step = Step(repo, tmp_path, messages)
+        step.event("issues", labeled)
+        assert step.run("run").returncode == 0
+        [pull] = repo.pulls(OWNER, REPO)
+        first_head = pull["head_sha"]
+        repo.submit_review(OWNER, REPO, pull["number"], actor="octocat", event="COMMENT", comments=[
+            {"path": "calc.py", "line": 2, "side": "RIGHT", "body": "@nightcrew add a docstring"}])
+        [thread] = repo.review_threads(OWNER, REPO, pull["number"])
+        [asked] = thread["comments"]
+        event = example("pull_request_review_comment", "created")
+        event["repository"].update(full_name=f"{OWNER}/{REPO}", name=REPO)
+        event["repository"]["owner"].update(login=OWNER)
+        event["pull_request"].update(number=pull["number"], state="open")
+        event["pull_request"]["user"].update(login="github-actions[bot]", type="Bot")
+        event["pull_request"]["head"].update(ref=pull["head"], sha=first_head)
+        event["comment"].update(id=asked["id"], body=asked["body"], path="calc.py")
+        event["comment"]["user"].update(login="octocat", type="User")
+        event["sender"].update(login="octocat", type="User")
+        event.pop("installation", None)
+        step.event("pull_request_review_comment", event)
+        messages.add_steps([ScriptStep.from_json(s) for s in [*REVISION_STEPS, NO_FINDINGS]])
+        revised = step.run("run")
+    assert revised.returncode == 0, revised.stderr[-3000:]
+    [pull] = repo.pulls(OWNER, REPO)
+    assert pull["head_sha"] != first_head  # the fix is a new commit on the same branch
+    assert '"""The sum of a and b."""' in repo.file_at(OWNER, REPO, pull["head"], "calc.py")
+    [thread] = repo.review_threads(OWNER, REPO, pull["number"])
+    replies = [c["body"] for c in thread["comments"][1:]]
+    assert any(r.startswith("Addressed in ") for r in replies), replies
+    assert thread["resolved"] is False  # a person's thread is theirs to resolve
+    assert f"Revised #{pull['number']}" in status_body(repo, number)
+    assert repo.violations == []
