@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 from rq import Queue, Worker
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError, StopRequested
 from rq.job import Job, JobStatus
 
 from github_app import logs
@@ -132,11 +132,15 @@ class NightcrewWorker(Worker):
         self._sweep_workspaces()
         try:  # refused model API keys: probe them; a working one lifts the fleet's hold
             model_keys.probe(self.settings, self.connection, self.task_scheduler, self.jobs)
+        except StopRequested:  # RQ's warm shutdown, raised by its SIGTERM handler: never swallowed
+            raise
         except Exception as exc:  # the API or GitHub down: the next pass tries again
             log.warning("model.probe_failed", error=f"{type(exc).__name__}: {exc}"[:300])
         if reconcile.due(self.connection):  # one worker every 10 min, and at once on a fresh Redis
             try:
                 reconcile.reconcile_from_settings(self.settings)
+            except StopRequested:  # RQ's warm shutdown, raised by its SIGTERM handler: never swallowed
+                raise
             except Exception as exc:  # GitHub down: the next pass tries again
                 log.warning("reconcile.failed", error=f"{type(exc).__name__}: {exc}"[:300])
         advance(self.task_scheduler, self.jobs)
@@ -167,6 +171,8 @@ class NightcrewWorker(Worker):
             log.warning("worker.beat_failed", error=f"{type(exc).__name__}: {exc}"[:300])
         try:
             self.stopper.kill_overdue()
+        except StopRequested:  # RQ's warm shutdown, raised by its SIGTERM handler: never swallowed
+            raise
         except Exception as exc:  # Redis restarting: the next beat tries again
             log.warning("stopper.failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
@@ -196,6 +202,8 @@ class NightcrewWorker(Worker):
     def _stop_overdue(self) -> None:
         try:
             self.stopper.tick()
+        except StopRequested:  # RQ's warm shutdown, raised by its SIGTERM handler: never swallowed
+            raise
         except Exception as exc:  # Redis or GitHub down: the next pass tries again
             log.warning("stopper.failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
@@ -318,6 +326,9 @@ def run_worker(settings: Settings, *, burst: bool = False, intake_only: bool = F
         stop_helper(helper)
 
 
+HELPER_STOP_GRACE_S = 4.0  # after its worker died: warm stop, then cold, then exit
+
+
 def _stop_with_parent() -> None:
     """An intake helper asks itself to stop (RQ's warm shutdown) once its parent worker is gone:
     a SIGKILLed parent cannot stop it."""
@@ -328,6 +339,15 @@ def _stop_with_parent() -> None:
     def watch() -> None:
         while os.getppid() == int(parent):
             time.sleep(1.0)
+        # RQ's SIGTERM handler raises StopRequested wherever the main thread is; a broad
+        # `except` there (RQ's own, a library's) can swallow it. The second SIGTERM is RQ's cold
+        # shutdown (SystemExit); past that, the process ends itself: a helper never outlives
+        # its worker by more than a few seconds.
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(HELPER_STOP_GRACE_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(HELPER_STOP_GRACE_S)
+        log.warning("worker.helper_forced_exit", parent=parent)
+        os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
