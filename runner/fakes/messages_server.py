@@ -64,13 +64,15 @@ class _Hold:
 class _Window:
     """An outage in force from ``start`` to ``end`` (``time.monotonic()``)."""
 
-    start: float
+    start: float | None  # None: from the first request the window is asked about (anchored)
     end: float
     kind: str  # "error": answer ``status``; "drop": close the connection mid-answer; "refuse": 401
     status: int = 529
     retry_after_s: float | None = None
 
     def active(self, now: float) -> bool:
+        if self.start is None:  # anchored: it starts with the first request it sees
+            self.start, self.end = now, now + self.end
         return self.start <= now < self.end
 
 
@@ -187,16 +189,20 @@ class FakeMessagesServer:
             self._failures.append(_Failure(status, times, retry_after_ms))
 
     def outage(self, seconds: float, kind: str = "error", *, status: int = 529,
-               retry_after_s: float | None = None, start_in: float = 0.0) -> None:
-        """Misbehave for ``seconds`` (from ``start_in`` seconds from now) on ``/v1/messages``
-        and ``count_tokens``: ``"error"`` answers ``status`` (with ``retry-after`` when given),
-        ``"drop"`` sends the status line and half a body, then closes the connection,
-        ``"refuse"`` answers 401 ``authentication_error`` to every key."""
+               retry_after_s: float | None = None, start_in: float = 0.0,
+               anchored: bool = False) -> None:
+        """Misbehave for ``seconds`` (from ``start_in`` seconds from now, or with ``anchored``
+        from the first request that comes: a slow machine then still meets the whole outage) on
+        ``/v1/messages`` and ``count_tokens``: ``"error"`` answers ``status`` (with
+        ``retry-after`` when given), ``"drop"`` sends the status line and half a body, then
+        closes the connection, ``"refuse"`` answers 401 ``authentication_error`` to every key."""
         if kind not in ("error", "drop", "refuse"):
             raise ValueError(f"unknown outage kind: {kind!r}")
         start = time.monotonic() + start_in
+        window = (_Window(None, seconds, kind, status, retry_after_s) if anchored
+                  else _Window(start, start + seconds, kind, status, retry_after_s))
         with self._lock:
-            self._windows.append(_Window(start, start + seconds, kind, status, retry_after_s))
+            self._windows.append(window)
 
     def _window(self, kind: str) -> _Window | None:
         now = time.monotonic()

@@ -136,7 +136,9 @@ def test_a_refused_key_pauses_holds_the_fleet_and_goes_on_once_a_key_works(tmp_p
     refused_s = 15.0
     with ChaosHarness(tmp_path, extra_env={"NIGHTCREW_MODEL_PROBE_INTERVAL": "2"}) as h:
         client = Redis(unix_socket_path=str(h.redis.socket_path))
-        h.model.outage(refused_s, "refuse")
+        # From the first model call: on a busy machine the first call may come after a
+        # window counted from now had closed.
+        h.model.outage(refused_s, "refuse", anchored=True)
         started = time.monotonic()
         numbers = h.trigger_many(2)
         h.number = numbers[0]
