@@ -538,10 +538,11 @@ def test_count_tokens_ignores_cache_markers() -> None:
 def test_an_outage_is_waited_out_with_the_real_sdk_and_the_same_request_sent_again(
     server: FakeMessagesServer,
 ) -> None:
-    # 529 with retry-after, then answers cut off mid-body: the SDK's own retries run out (none
-    # here), PatientModel waits as the API asks and sends the very same request again.
-    server.outage(1.0, status=529, retry_after_s=0.2)
-    server.outage(0.6, "drop", start_in=1.0)
+    # Answers cut off mid-body, and 529 with retry-after, both from the first request (however
+    # late it comes): the SDK's own retries run out (none here), PatientModel waits as the API
+    # asks and sends the very same request again.
+    server.outage(1.0, status=529, retry_after_s=0.2, anchored=True)
+    server.outage(0.6, "drop", anchored=True)
     server.add_steps([ScriptStep(text="answered after the outage")])
     waits: list[ModelWait | None] = []
     model = PatientModel(adapter(server, max_retries=0),

@@ -109,7 +109,8 @@ def _with_the_api(server: FakeMessagesServer, **extra: str) -> dict[str, str]:
 def test_run_waits_out_an_overloaded_api_and_finishes(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     with FakeMessagesServer([ScriptStep.from_json(step) for step in SCRIPT]) as server:
-        server.outage(20.0, status=529, retry_after_s=1)  # longer than the SDK's own retries
+        # Longer than the SDK's own retries, from the first model call (however slowly it comes).
+        server.outage(20.0, status=529, retry_after_s=1, anchored=True)
         proc = nightcrew("run", "--repo", str(repo), "--json", "add() subtracts", tmp=tmp_path,
                          extra=_with_the_api(server))
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -121,7 +122,7 @@ def test_run_waits_out_an_overloaded_api_and_finishes(tmp_path: Path) -> None:
 def test_run_pauses_with_one_line_when_the_outage_outlasts_the_wait(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     with FakeMessagesServer([ScriptStep.from_json(step) for step in SCRIPT]) as server:
-        server.outage(600.0, status=529, retry_after_s=1)
+        server.outage(600.0, status=529, retry_after_s=1, anchored=True)
         proc = nightcrew("run", "--repo", str(repo), "--json", "add() subtracts", tmp=tmp_path,
                          extra=_with_the_api(server, NIGHTCREW_MODEL_WAIT_MAX_S="3"))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
