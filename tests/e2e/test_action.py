@@ -111,15 +111,18 @@ class Step:
                               timeout=240, cwd=self.tmp)
 
     def outputs(self) -> dict[str, str]:
-        """GITHUB_OUTPUT's heredoc lines read the way the runner reads them."""
-        lines, values = self.output.read_text().splitlines(), {}
-        i = 0
-        while i < len(lines):
-            name, _, delimiter = lines[i].partition("<<")
-            end = lines.index(delimiter, i + 1)
-            values[name] = "\n".join(lines[i + 1:end])
-            i = end + 1
-        return values
+        return read_outputs(self.output)
+
+
+def read_outputs(path: Path) -> dict[str, str]:
+    """A GITHUB_OUTPUT file's heredoc lines read the way the runner reads them."""
+    lines, values, i = path.read_text().splitlines(), {}, 0
+    while i < len(lines):
+        name, _, delimiter = lines[i].partition("<<")
+        end = lines.index(delimiter, i + 1)
+        values[name] = "\n".join(lines[i + 1:end])
+        i = end + 1
+    return values
 
 
 @pytest.fixture

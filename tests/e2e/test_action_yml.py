@@ -23,7 +23,7 @@ import yaml
 from devhub import DevHub
 from runner.fakes.messages_server import FakeMessagesServer
 from tests.e2e.task_helpers import FILES, OWNER, REPO
-from tests.e2e.test_action import Step, fix_and_review, labeled_issue, status_body
+from tests.e2e.test_action import Step, fix_and_review, labeled_issue, read_outputs, status_body
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,16 +96,6 @@ class Job:
     def log(self, name: str) -> str:
         index = next(i for i, s in enumerate(ACTION["runs"]["steps"]) if s.get("name") == name)
         return (self.work / f"log-{index}.txt").read_text()
-
-
-def read_outputs(path: Path) -> dict[str, str]:
-    lines, values, i = path.read_text().splitlines(), {}, 0
-    while i < len(lines):
-        name, _, delimiter = lines[i].partition("<<")
-        end = lines.index(delimiter, i + 1)
-        values[name] = "\n".join(lines[i + 1:end])
-        i = end + 1
-    return values
 
 
 def job_for(step: Step, work: Path) -> Job:
