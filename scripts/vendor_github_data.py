@@ -139,6 +139,22 @@ def trim_operation(operation: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+REDACTED_KEY = "(GitHub's documentation example private key, removed when vendored)"
+
+
+def redact_private_keys(node: Any) -> Any:
+    """``node`` with every PEM private key (GitHub's examples carry one, e.g. the manifest
+    conversion's ``pem``) replaced by a plain note: no key material is committed, and the
+    value stays a string, as the schema says."""
+    if isinstance(node, dict):
+        return {k: redact_private_keys(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [redact_private_keys(v) for v in node]
+    if isinstance(node, str) and "-----BEGIN" in node and "PRIVATE KEY-----" in node:
+        return REDACTED_KEY
+    return node
+
+
 def trim_openapi(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec reduced to OPERATIONS plus the components they reference."""
     paths: dict[str, dict[str, Any]] = {}
@@ -153,7 +169,8 @@ def trim_openapi(spec: dict[str, Any]) -> dict[str, Any]:
         section, name = pointer_parts(ref)[1:]
         components.setdefault(section, {})[name] = resolve(spec, ref)
     info = dict(spec["info"], **{"x-nightcrew-trimmed": TRIM_NOTE})
-    return {"openapi": spec["openapi"], "info": info, "paths": paths, "components": components}
+    return redact_private_keys(
+        {"openapi": spec["openapi"], "info": info, "paths": paths, "components": components})
 
 
 def schema_roots(definitions: dict[str, Any]) -> list[str]:
@@ -247,7 +264,8 @@ by sha256 below, and the output is compact JSON with sorted keys.
   stand-in serves (listed in `OPERATIONS` in the script), each with only `operationId`,
   `summary`, `parameters`, `requestBody` and its 2xx/4xx `responses`, plus the transitive
   closure of the `components` (schemas, parameters, responses, headers, examples) they `$ref`.
-  `info.x-nightcrew-trimmed` says so inside the file.
+  `info.x-nightcrew-trimmed` says so inside the file. The example private key GitHub's docs
+  show (the manifest conversion's `pem`) is replaced by a note: no key material is vendored.
 - `webhook-examples.json`: `{{event: [bodies]}}` from `package/api.github.com/index.json` of
   `@octokit/webhooks-examples`, **trimmed** to the events issues, issue_comment, pull_request,
   pull_request_review, pull_request_review_comment, installation, installation_repositories,
