@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from github_app.github import GitHost
+    from github_app.github import GitHost, ReviewHost
     from github_app.repo_config import RepoConfig
     from github_app.tasks import TaskKey
 
@@ -86,3 +86,29 @@ def refusal(task: TaskKey, host: GitHost, actor: str, config: RepoConfig) -> Ref
         allow_users=policy.users, deny_users=policy.deny_users,
     )
     return refused or check_app_permissions(host.app_permissions(task.owner, task.repo))
+
+
+@dataclass(frozen=True)
+class PullRequestAsk:
+    """A review or revision asked of a pull request, judged: whether it is done, and who is told."""
+
+    own: bool  # nightcrew opened the pull request
+    head_ref: str
+    off: bool = False  # an automatic review the repository's ``review:`` config turns off
+    refusal: Refusal | None = None  # the asker may not
+    answer: bool = False  # a person asked: a refusal is said in the thread
+
+
+def pull_request_ask(task: TaskKey, host: ReviewHost, kind: str, trigger: str, actor: str,
+                     config: RepoConfig) -> PullRequestAsk:
+    """Opened or marked ready (``trigger`` ``pull_request.*``): nobody typed, so the review is
+    the repository's ``review.self_review`` for nightcrew's own pull request and
+    ``review.on_open`` for anyone else's. Anything a person asked (a command, a review asking
+    for changes) is checked like any command."""
+    pr = host.pull(task.owner, task.repo, task.number)
+    own = pr.author.lower() == host.bot_login(task.owner, task.repo).lower()
+    automatic = kind == "review" and trigger.startswith("pull_request.")
+    if automatic and not (config.review.self_review if own else config.review.on_open):
+        return PullRequestAsk(own, pr.head_ref, off=True)
+    refused = None if automatic and own else refusal(task, host, actor, config)
+    return PullRequestAsk(own, pr.head_ref, refusal=refused, answer=not automatic)

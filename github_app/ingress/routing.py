@@ -428,3 +428,36 @@ def help_text(unknown_verb: str | None) -> str:
     verbs = ", ".join(f"`{verb}`" for verb in ("fix", *COMMANDS[1:]))
     lead = f"I don't know `/nightcrew {unknown_verb}`. " if unknown_verb else ""
     return f"{lead}Commands: {verbs} — e.g. `/nightcrew fix keep the change small`."
+
+
+# The verbs that steer a task already asked for (intake and the Action's intake act on them).
+STEERING: frozenset[str] = frozenset({"cancel", "pause", "resume", "retry", "budget", "approve", "status"})
+_BUDGET = re.compile(r"^\s*(\+)?\s*\$?\s*(\d+(?:\.\d{1,2})?)\s*$")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What ``/nightcrew budget`` or ``/nightcrew approve`` gives a task."""
+
+    usd: float = 0.0
+    kinds: tuple[str, ...] = ()
+
+
+def read_grant(kind: str, args: str, approvable: tuple[str, ...]) -> Grant | str:
+    """The grant of a ``budget`` or ``approve`` command (``approvable``: the change kinds that
+    wait for approval in the repository), or the reply to a request that cannot be read."""
+    if kind == "budget":
+        match = _BUDGET.match(args)
+        if match is None:
+            return ("Say `/nightcrew budget +$5` (add five dollars) or `/nightcrew budget $5` "
+                    "(the same: budgets only grow).")
+        return Grant(usd=float(match.group(2)))
+    if kind != "approve":
+        return Grant()
+    wanted = [w for w in re.split(r"[\s,]+", args.strip()) if w] or list(approvable)
+    unknown = [w for w in wanted if w not in approvable]
+    if unknown:
+        kinds = ", ".join(f"`{k}`" for k in approvable)
+        return (f"Nothing to approve called {', '.join(unknown)}; the kinds that wait for "
+                f"approval here are {kinds}.")
+    return Grant(kinds=tuple(wanted))

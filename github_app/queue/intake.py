@@ -15,7 +15,7 @@ import redis
 
 from github_app import logs, trust, wiring
 from github_app.github import GitHost, ReviewHost
-from github_app.ingress.routing import help_text
+from github_app.ingress.routing import STEERING, help_text, read_grant
 from github_app.queue import controls, reviews
 from github_app.queue.dispatch import advance
 from github_app.queue.jobqueue import JobQueue
@@ -112,8 +112,6 @@ def _enqueue(
     return "resumed" if resume else "queued"
 
 
-STEERING = frozenset({"cancel", "pause", "resume", "retry", "budget", "approve", "status"})
-_BUDGET = re.compile(r"^\s*(\+)?\s*\$?\s*(\d+(?:\.\d{1,2})?)\s*$")
 
 
 def steer(
@@ -124,7 +122,7 @@ def steer(
     lifecycle says where the command takes the task; this does what that takes."""
     task, connection, text = job.task, scheduler.connection, job.args
     where = _where(task, tracker.host, queue, scheduler)
-    command = _command(job.kind, text)
+    command = lifecycle.command_for(job.kind, text)
     move = lifecycle.transition(where, command)
     shown = _shown(where)
     if job.kind == "status":
@@ -155,35 +153,17 @@ def steer(
     return _enqueue(job, tracker, queue, scheduler, config, resume=not fresh, fresh=fresh)
 
 
-def _command(kind: str, text: str) -> lifecycle.Command:
-    """The lifecycle command a steering verb is (``retry fresh`` is its own)."""
-    if kind == "retry" and text.strip().lower() == "fresh":
-        return "retry_fresh"
-    for command in lifecycle.COMMANDS:
-        if command == kind:
-            return command
-    raise ValueError(f"not a steering command: {kind!r}")
-
-
 def _granted(job: IntakeJob, host: GitHost, config: RepoConfig, connection: redis.Redis) -> bool:
     """Record a budget grant or an approval (kept until the task's next start folds it in);
     False, with a reply saying why, when the request cannot be read."""
-    if job.kind == "budget":
-        match = _BUDGET.match(job.args)
-        if match is None:
-            _reply(host, job, "Say `/nightcrew budget +$5` (add five dollars) or "
-                              "`/nightcrew budget $5` (the same: budgets only grow).")
-            return False
-        controls.grant_budget(connection, job.task, float(match.group(2)))
-        return True
-    wanted = [w for w in re.split(r"[\s,]+", job.args.strip()) if w] or list(config.approval.require_for)
-    unknown = [w for w in wanted if w not in config.approval.require_for]
-    if unknown:
-        kinds = ", ".join(f"`{k}`" for k in config.approval.require_for)
-        _reply(host, job, f"Nothing to approve called {', '.join(unknown)}; the kinds "
-                          f"that wait for approval here are {kinds}.")
+    grant = read_grant(job.kind, job.args, config.approval.require_for)
+    if isinstance(grant, str):
+        _reply(host, job, grant)
         return False
-    controls.approve(connection, job.task, wanted)
+    if job.kind == "budget":
+        controls.grant_budget(connection, job.task, grant.usd)
+    else:
+        controls.approve(connection, job.task, list(grant.kinds))
     return True
 
 
@@ -242,19 +222,14 @@ def _on_pull(job: IntakeJob, host: ReviewHost, queue: JobQueue, scheduler: TaskS
     fixes. Who may ask is checked as for any command; an automatic review of nightcrew's own PR
     is the repo's ``review.self_review``, of anyone else's ``review.on_open``."""
     task = job.task
-    pr = host.pull(task.owner, task.repo, task.number)
-    own = pr.author.lower() == host.bot_login(task.owner, task.repo).lower()
-    # Opened or marked ready: nobody typed. A review asking for changes is a person: checked.
-    automatic = job.kind == "review" and job.trigger.startswith("pull_request.")
-    if automatic and not (config.review.self_review if own else config.review.on_open):
+    ask = trust.pull_request_ask(task, host, job.kind, job.trigger, job.actor, config)
+    if ask.off:
         return "review:off"
-    if not (automatic and own):
-        refusal = trust.refusal(task, host, job.actor, config)
-        if refusal is not None:
-            if not automatic:
-                _reply(host, job, f"{refusal.reason} Nothing was started.")
-            log.info("intake.refused", task=str(task), actor=job.actor, reason=refusal.reason)
-            return "refused"
+    if ask.refusal is not None:
+        if ask.answer:
+            _reply(host, job, f"{ask.refusal.reason} Nothing was started.")
+        log.info("intake.refused", task=str(task), actor=job.actor, reason=ask.refusal.reason)
+        return "refused"
     if job.comment_id is not None:
         host.react(task, "eyes", job.comment_id)
     if job.kind == "review":
@@ -262,7 +237,7 @@ def _on_pull(job: IntakeJob, host: ReviewHost, queue: JobQueue, scheduler: TaskS
         return reviews.enqueue_review(scheduler.connection, queue, ReviewJob(
             task=task, installation_id=job.installation_id, actor=job.actor,
             trigger=_review_trigger(job.trigger), delivery=job.delivery))
-    issue = issue_of_branch(pr.head_ref) if own else None
+    issue = issue_of_branch(ask.head_ref) if ask.own else None
     if issue is None:
         _reply(host, job, "nightcrew revises only the pull requests it opened; say "
                           "`/nightcrew review` for a review of this one.")

@@ -197,3 +197,13 @@ def parse_state(text: str) -> State:
         if state == text:
             return state
     raise ValueError(f"not a task state: {text!r}")
+
+
+def command_for(kind: str, args: str = "") -> Command:
+    """The lifecycle command a steering verb is (``retry fresh`` is its own)."""
+    if kind == "retry" and args.strip().lower() == "fresh":
+        return "retry_fresh"
+    for command in COMMANDS:
+        if command == kind:
+            return command
+    raise ValueError(f"not a steering command: {kind!r}")

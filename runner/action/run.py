@@ -20,7 +20,6 @@ Nothing here touches Redis: steering reaches a running task through the issue's 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -28,7 +27,16 @@ from typing import Literal
 from github_app import logs, trust
 from github_app.github import GitHubError, GitHubKitHost
 from github_app.ingress.events import IssuesEvent, MalformedPayload, parse_event
-from github_app.ingress.routing import Command, Ignore, InstallationChange, help_text, route
+from github_app.ingress.routing import (
+    STEERING,
+    Command,
+    Grant,
+    Ignore,
+    InstallationChange,
+    help_text,
+    read_grant,
+    route,
+)
 from github_app.repo_config import RepoConfig, RepoConfigError, load_repo_config, render_config_error
 from github_app.tasks import TaskKey, issue_of_branch
 from github_app.tracker import lifecycle
@@ -43,8 +51,6 @@ from runner.pipeline.run import ModelFactory, SandboxFactory, TaskConfig, TaskOu
 from runner.review.task import review_round
 
 Conclusion = Literal["success", "skipped", "failure"]
-STEERING = frozenset({"cancel", "pause", "resume", "retry", "budget", "approve", "status"})
-_BUDGET = re.compile(r"^\s*(\+)?\s*\$?\s*(\d+(?:\.\d{1,2})?)\s*$")
 # Said under a pull request opened with the job's GITHUB_TOKEN (GitHub's rule, not ours).
 TOKEN_NOTICE = ("This pull request was opened with the workflow's `GITHUB_TOKEN`, so GitHub "
                 "starts no workflow for it (its CI does not run until someone pushes). Give the "
@@ -78,10 +84,18 @@ class ActionDeps:
     workflow_token: bool = True  # writing with GITHUB_TOKEN (not as an App): say what that means
     state: RunState = field(default_factory=RunState)
     queued: list[TaskKey] = field(default_factory=list)  # what intake queued, for the work phase
+    _repo_config: RepoConfig | None = None
 
     @property
     def key(self) -> bytes | None:
         return self.config.checkpoint_key
+
+    def repo_config(self) -> RepoConfig:
+        """The repository's config, read once per step (every task of the job is in this
+        repository); ``RepoConfigError`` when it is broken."""
+        if self._repo_config is None:
+            self._repo_config = load_repo_config(self.host, self.env.owner, self.env.repo)
+        return self._repo_config
 
 
 # -------------------------------------------------------------------------------- intake
@@ -118,7 +132,7 @@ def decide(deps: ActionDeps, *, answer: bool = True) -> Request | Handled:
         return Handled("skipped", f"unknown command {decision.verb!r}", str(decision.task))
     task = decision.task
     try:
-        config = load_repo_config(host, task.owner, task.repo)
+        config = deps.repo_config()
     except RepoConfigError as exc:
         if answer:
             host.create_comment(task, render_config_error(exc))
@@ -170,8 +184,7 @@ def _where(tracker: IssueTracker) -> lifecycle.State | None:
 def _steer(deps: ActionDeps, command: Command, tracker: IssueTracker, config: RepoConfig) -> Handled:
     task, host = command.task, deps.host
     where = _where(tracker)
-    verb: lifecycle.Command = ("retry_fresh" if command.kind == "retry" and command.args.strip().lower()
-                               == "fresh" else _verb(command.kind))
+    verb = lifecycle.command_for(command.kind, command.args)
     if command.kind == "status":
         return Handled("skipped", f"status: {where or 'none'}", str(task), where)
     move = lifecycle.transition(where, verb)
@@ -189,75 +202,42 @@ def _steer(deps: ActionDeps, command: Command, tracker: IssueTracker, config: Re
         tracker.write(stopped_view(task, state, detail, tracker.status_body(), deps.key))
         tracker.set_state(state)
         return Handled("success", f"{command.kind}: {state}", str(task), state)
-    grant = _grant(command, config)
+    grant = read_grant(command.kind, command.args, config.approval.require_for)
     if isinstance(grant, str):
         host.create_comment(task, grant)
         return Handled("skipped", grant, str(task), where)
-    usd, kinds = grant
-    body = tracker.status_body()
-    read = tracker.checkpoint(body)
+    read = tracker.checkpoint()
     base = read.checkpoint if read.checkpoint is not None and verb != "retry_fresh" else None
-    checkpoint = _granted(base or empty_checkpoint(task, "queued"), usd, kinds)
+    checkpoint = _granted(base or empty_checkpoint(task, "queued"), grant)
     tracker.write(final_view(task, "queued", f"Queued again by @{command.actor}.", checkpoint,
                              deps.key), checkpoint)
     return _queue(deps, tracker)
 
 
-def _verb(kind: str) -> lifecycle.Command:
-    for verb in lifecycle.COMMANDS:
-        if verb == kind:
-            return verb
-    raise ValueError(f"not a steering command: {kind!r}")
-
-
-def _grant(command: Command, config: RepoConfig) -> tuple[float, tuple[str, ...]] | str:
-    """The dollars and approval kinds a command grants, or what to reply when it is unreadable."""
-    if command.kind == "budget":
-        match = _BUDGET.match(command.args)
-        if match is None:
-            return ("Say `/nightcrew budget +$5` (add five dollars) or `/nightcrew budget $5` "
-                    "(the same: budgets only grow).")
-        return float(match.group(2)), ()
-    if command.kind != "approve":
-        return 0.0, ()
-    wanted = [w for w in re.split(r"[\s,]+", command.args.strip()) if w] or list(
-        config.approval.require_for)
-    unknown = [w for w in wanted if w not in config.approval.require_for]
-    if unknown:
-        kinds = ", ".join(f"`{k}`" for k in config.approval.require_for)
-        return (f"Nothing to approve called {', '.join(unknown)}; the kinds that wait for "
-                f"approval here are {kinds}.")
-    return 0.0, tuple(wanted)
-
-
-def _granted(checkpoint: Checkpoint, usd: float, kinds: tuple[str, ...]) -> Checkpoint:
+def _granted(checkpoint: Checkpoint, grant: Grant) -> Checkpoint:
     """The checkpoint queued again, with a dollar grant added to its limit and approvals kept:
     the tracker carries them to the job that runs the task (no Redis between the two)."""
     budget = dict(checkpoint.budget)
-    if usd > 0 and isinstance(budget.get("limits"), dict) and isinstance(
+    if grant.usd > 0 and isinstance(budget.get("limits"), dict) and isinstance(
             budget["limits"].get("usd"), int | float):
-        budget["limits"] = {**budget["limits"], "usd": float(budget["limits"]["usd"]) + usd}
-    approved = tuple(sorted(set(checkpoint.approved) | set(kinds)))
+        budget["limits"] = {**budget["limits"], "usd": float(budget["limits"]["usd"]) + grant.usd}
+    approved = tuple(sorted(set(checkpoint.approved) | set(grant.kinds)))
     return replace(checkpoint, state="queued", budget=budget, approved=approved, updated_at=utc_now())
 
 
 def _pull_request_refusal(deps: ActionDeps, command: Command, config: RepoConfig) -> Handled | None:
     """Why a review or revision asked of a PR is not done (answered where a person asked)."""
     task, host = command.task, deps.host
-    pr = host.pull(task.owner, task.repo, task.number)
-    own = pr.author.lower() == host.bot_login(task.owner, task.repo).lower()
-    automatic = command.kind == "review" and command.trigger.startswith("pull_request.")
-    if automatic and not (config.review.self_review if own else config.review.on_open):
+    ask = trust.pull_request_ask(task, host, command.kind, command.trigger, command.actor, config)
+    if ask.off:
         return Handled("skipped", "review: off for this pull request (review: in the config)", str(task))
-    if not (automatic and own):
-        refused = trust.refusal(task, host, command.actor, config)
-        if refused is not None:
-            if not automatic:
-                host.create_comment(task, f"{refused.reason} Nothing was started.")
-            return Handled("skipped", refused.reason, str(task))
+    if ask.refusal is not None:
+        if ask.answer:
+            host.create_comment(task, f"{ask.refusal.reason} Nothing was started.")
+        return Handled("skipped", ask.refusal.reason, str(task))
     if command.comment_id is not None:
         host.react(task, "eyes", command.comment_id)
-    if command.kind == "revise" and (not own or issue_of_branch(pr.head_ref) is None):
+    if command.kind == "revise" and (not ask.own or issue_of_branch(ask.head_ref) is None):
         host.create_comment(task, "nightcrew revises only the pull requests it opened; say "
                                   "`/nightcrew review` for a review of this one.")
         return Handled("skipped", "revise: not a nightcrew pull request", str(task))
@@ -327,7 +307,7 @@ def _run(deps: ActionDeps, task: TaskKey, comment: int | None, *,
                      pr_notice=TOKEN_NOTICE if deps.workflow_token else "")
     tracker = IssueTracker(host, task, deps.key, comment_id=comment)
     after = max((c.id for c in host.list_comments(task)), default=0)
-    controls = ThreadControls(host, task, _config(deps, task), after_comment=after)
+    controls = ThreadControls(host, task, deps.repo_config(), after_comment=after)
     deps.state.started(task, comment)
     deps.state.save(env.state_path)
     events = EventLog(config.data_dir, str(task), new_run_id(), redis=None)
@@ -337,16 +317,12 @@ def _run(deps: ActionDeps, task: TaskKey, comment: int | None, *,
     return outcome
 
 
-def _config(deps: ActionDeps, task: TaskKey) -> RepoConfig:
-    return load_repo_config(deps.host, task.owner, task.repo)
-
-
 def _review_loop(deps: ActionDeps, pull: TaskKey, *, trigger: str,
                  revise_first: bool = False) -> list[Handled]:
     """Review rounds on a PR and, on nightcrew's own, the fix loop between them (in process:
     the revision is a run on the issue the PR fixes, then the PR is reviewed again)."""
     host, key = deps.host, deps.key
-    config = _config(deps, pull)
+    config = deps.repo_config()
     done: list[Handled] = []
     if revise_first:
         issue = issue_of_branch(host.pull(pull.owner, pull.repo, pull.number).head_ref)
