@@ -58,6 +58,7 @@ from githubkit_schemas.v2026_03_10.models import PullRequestReviewComment as _Re
 
 from github_app import errors
 from github_app.tasks import TaskKey
+from github_app.trust import NEEDED_APP_PERMISSIONS
 
 Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
 TIMEOUT_S = 30.0  # githubkit's default is no timeout at all
@@ -481,11 +482,6 @@ class InstallationCredentials:
 
 
 ACTIONS_LOGIN = "github-actions[bot]"  # who a workflow run's GITHUB_TOKEN writes as
-# What the example workflow grants its job (examples/workflows/nightcrew.yml): what nightcrew
-# needs, nothing more.
-WORKFLOW_PERMISSIONS: Mapping[str, str] = {
-    "issues": "write", "pull_requests": "write", "contents": "write", "metadata": "read",
-}
 
 
 @dataclass(frozen=True)
@@ -500,7 +496,9 @@ class WorkflowToken:
     value: str
     base_url: str
     login: str = ACTIONS_LOGIN
-    permissions: Mapping[str, str] = field(default_factory=lambda: dict(WORKFLOW_PERMISSIONS))
+    # Unless said: what the example workflow grants its job (examples/workflows/nightcrew.yml),
+    # which is what nightcrew needs and nothing more.
+    permissions: Mapping[str, str] = field(default_factory=lambda: dict(NEEDED_APP_PERMISSIONS))
 
     def client(self) -> GitHub[Any]:
         return GitHub(self.value, base_url=self.base_url, timeout=TIMEOUT_S,

@@ -120,11 +120,10 @@ def append_summary(path: Path | None, markdown: str) -> None:
 
 @dataclass
 class RunState:
-    """What this workflow run did, for the action's final step (``--finalize``): the tasks it
-    started, with their status comments, and whether it got to the end."""
+    """What this workflow run did, for the action's final step (``finalize``): the tasks it
+    started, with their status comments."""
 
     tasks: dict[str, int] = field(default_factory=dict)  # task key → status comment id
-    finished: bool = False
 
     def started(self, task: TaskKey, comment_id: int | None) -> None:
         if comment_id:
@@ -142,6 +141,6 @@ class RunState:
         try:
             data: Any = json.loads(path.read_text(encoding="utf-8"))
             tasks = {str(k): int(v) for k, v in dict(data.get("tasks") or {}).items()}
-            return cls(tasks=tasks, finished=bool(data.get("finished")))
+            return cls(tasks=tasks)
         except (ValueError, TypeError, AttributeError):
             return cls()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 
 from github_app.github import GitHubApp, GitHubKitHost, WorkflowToken
 from github_app.settings import Settings, SettingsError
@@ -19,7 +18,7 @@ from runner.action.run import ActionDeps
 from runner.model.anthropic import models_by_id
 from runner.model.keys import KeyRing, MemoryRefusals, configured_keys
 from runner.pipeline.run import TaskConfig
-from runner.sandbox import Sandbox, SandboxPolicy
+from runner.sandbox import SandboxPolicy
 from runner.sandbox.factory import sandbox_for
 
 
@@ -42,15 +41,10 @@ def action_deps(env: ActionEnv, settings: Settings) -> ActionDeps:
     policy = SandboxPolicy()
     return ActionDeps(
         env=env, host=host, models=models_by_id(keys=KeyRing(keys, MemoryRefusals())),
-        sandbox_for=functools.partial(_sandbox, settings, policy), config=config,
+        sandbox_for=functools.partial(sandbox_for, settings, policy), config=config,
         trigger_label=settings.trigger_label, app_slug=settings.app_slug,
         workflow_token=not as_app, state=RunState.load(env.state_path),
     )
-
-
-def _sandbox(settings: Settings, policy: SandboxPolicy, workspace: Path, *,
-             network: bool = False) -> Sandbox:
-    return sandbox_for(settings, policy, workspace, network=network)
 
 
 def _host(env: ActionEnv, settings: Settings) -> tuple[GitHubKitHost, bool]:
