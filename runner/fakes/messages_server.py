@@ -62,18 +62,18 @@ class _Hold:
 
 @dataclass
 class _Window:
-    """An outage in force from ``start`` to ``end`` (``time.monotonic()``)."""
+    """An outage in force for ``seconds`` from ``start`` (``time.monotonic()``)."""
 
     start: float | None  # None: from the first request the window is asked about (anchored)
-    end: float
+    seconds: float
     kind: str  # "error": answer ``status``; "drop": close the connection mid-answer; "refuse": 401
     status: int = 529
     retry_after_s: float | None = None
 
     def active(self, now: float) -> bool:
         if self.start is None:  # anchored: it starts with the first request it sees
-            self.start, self.end = now, now + self.end
-        return self.start <= now < self.end
+            self.start = now
+        return self.start <= now < self.start + self.seconds
 
 
 @dataclass
@@ -198,11 +198,9 @@ class FakeMessagesServer:
         closes the connection, ``"refuse"`` answers 401 ``authentication_error`` to every key."""
         if kind not in ("error", "drop", "refuse"):
             raise ValueError(f"unknown outage kind: {kind!r}")
-        start = time.monotonic() + start_in
-        window = (_Window(None, seconds, kind, status, retry_after_s) if anchored
-                  else _Window(start, start + seconds, kind, status, retry_after_s))
+        start = None if anchored else time.monotonic() + start_in
         with self._lock:
-            self._windows.append(window)
+            self._windows.append(_Window(start, seconds, kind, status, retry_after_s))
 
     def _window(self, kind: str) -> _Window | None:
         now = time.monotonic()

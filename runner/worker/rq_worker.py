@@ -15,6 +15,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,19 +131,11 @@ class NightcrewWorker(Worker):
         # Checkouts of runs that died on this machine (a SIGKILLed worker's, once its horse is
         # reaped: at start-up it may still have been a zombie that counts as alive).
         self._sweep_workspaces()
-        try:  # refused model API keys: probe them; a working one lifts the fleet's hold
-            model_keys.probe(self.settings, self.connection, self.task_scheduler, self.jobs)
-        except StopRequested:  # RQ's warm shutdown, raised by its SIGTERM handler: never swallowed
-            raise
-        except Exception as exc:  # the API or GitHub down: the next pass tries again
-            log.warning("model.probe_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        # Refused model API keys: probe them; a working one lifts the fleet's hold.
+        _next_pass_retries("model.probe_failed", lambda: model_keys.probe(
+            self.settings, self.connection, self.task_scheduler, self.jobs))
         if reconcile.due(self.connection):  # one worker every 10 min, and at once on a fresh Redis
-            try:
-                reconcile.reconcile_from_settings(self.settings)
-            except StopRequested:  # RQ's warm shutdown, raised by its SIGTERM handler: never swallowed
-                raise
-            except Exception as exc:  # GitHub down: the next pass tries again
-                log.warning("reconcile.failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            _next_pass_retries("reconcile.failed", lambda: reconcile.reconcile_from_settings(self.settings))
         advance(self.task_scheduler, self.jobs)
 
     # RQ quits its work loop on any exception; while a horse runs, the parent's Redis writes
@@ -169,12 +162,7 @@ class NightcrewWorker(Worker):
             super().maintain_heartbeats(job)
         except redis.ConnectionError as exc:
             log.warning("worker.beat_failed", error=f"{type(exc).__name__}: {exc}"[:300])
-        try:
-            self.stopper.kill_overdue()
-        except StopRequested:  # RQ's warm shutdown, raised by its SIGTERM handler: never swallowed
-            raise
-        except Exception as exc:  # Redis restarting: the next beat tries again
-            log.warning("stopper.failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        _next_pass_retries("stopper.failed", self.stopper.kill_overdue)
 
     def monitor_work_horse(self, job: Job, queue: Queue) -> None:
         """After a task's horse was stopped (or died): nothing of its run may outlive it."""
@@ -200,12 +188,20 @@ class NightcrewWorker(Worker):
             log.warning("workspaces.sweep_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
     def _stop_overdue(self) -> None:
-        try:
-            self.stopper.tick()
-        except StopRequested:  # RQ's warm shutdown, raised by its SIGTERM handler: never swallowed
-            raise
-        except Exception as exc:  # Redis or GitHub down: the next pass tries again
-            log.warning("stopper.failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        _next_pass_retries("stopper.failed", self.stopper.tick)
+
+
+def _next_pass_retries(event: str, work: Callable[[], object]) -> None:
+    """Run one part of the maintenance pass; a failure (Redis restarting, GitHub or the model
+    API down) is logged and the next pass (or beat) tries again. RQ's warm shutdown is no
+    failure: its SIGTERM handler raises StopRequested wherever the main thread is, and
+    swallowing it here would leave the worker running."""
+    try:
+        work()
+    except StopRequested:
+        raise
+    except Exception as exc:
+        log.warning(event, error=f"{type(exc).__name__}: {exc}"[:300])
 
 
 # -- what a killed run may leave behind ------------------------------------------------------------
