@@ -2,7 +2,8 @@
 
 Three small validators, each answering ``None`` (fine) or a ``Refusal`` with the reason the
 person will read on the issue; ``refusal`` asks GitHub for the two facts a command needs (the
-actor's permission, what nightcrew was granted) and applies the repository's policy to them.
+actor's permission, what nightcrew was granted) and applies the repository's policy to them,
+and ``pull_request_ask`` does the same for a review or revision asked of a pull request.
 """
 
 from __future__ import annotations
