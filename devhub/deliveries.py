@@ -118,6 +118,7 @@ class Delivery:
     payload: JSON
     body: bytes
     headers: dict[str, str]
+    url: str | None = None  # the hook's URL when the event happened (or was redelivered)
     status: int | None = None
     error: str | None = None
     redelivery: bool = False
@@ -172,7 +173,9 @@ class Deliverer:
             "X-GitHub-Hook-Installation-Target-Type": "integration",
             "X-Hub-Signature-256": sign(self._secret, body),
         }
-        self._put(Delivery(event, action, delivery_id, payload, body, headers))
+        # Sent where the hook pointed when the event happened, however long the queue: a URL
+        # set later gets the events from then on, as on GitHub.
+        self._put(Delivery(event, action, delivery_id, payload, body, headers, url=self.url))
         return delivery_id
 
     def redeliver(self, delivery_id: str) -> None:
@@ -181,7 +184,7 @@ class Deliverer:
         if original is None:
             raise KeyError(f"no delivery {delivery_id}")
         self._put(Delivery(original.event, original.action, delivery_id, original.payload,
-                           original.body, dict(original.headers), redelivery=True))
+                           original.body, dict(original.headers), url=self.url, redelivery=True))
 
     def wait(self, timeout: float = 10.0) -> bool:
         """Block until every queued delivery was attempted; False on timeout."""
@@ -202,7 +205,7 @@ class Deliverer:
                 self._outbox.idle.notify_all()
 
     def _send(self, delivery: Delivery) -> None:
-        url = self.url
+        url = delivery.url
         if not url:
             delivery.error = "no webhook url configured"
             return

@@ -1189,7 +1189,7 @@ class DevHub:
 
     @property
     def webhook_url(self) -> str | None:
-        """Where webhooks go; may be changed at any time."""
+        """Where webhooks go; may be changed at any time (from the next event on)."""
         return self._deliverer.url
 
     @webhook_url.setter
